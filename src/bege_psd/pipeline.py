@@ -1,0 +1,1085 @@
+"""The whole analysis from one TOML configuration: calibration run -> models -> sample run -> report.
+
+What to use when
+----------------
+- ``bege-psd run CONFIG`` (or :func:`run_pipeline`) to go from CoMPASS runs, or simulated ones,
+  to a results folder with friend trees, spectra, fits, figures and a report.
+- The single stages (:mod:`bege_psd.io`, :mod:`bege_psd.dsp`, :mod:`bege_psd.select`, ...)
+  when you want one step in your own script; this module only chains them.
+
+The chain (each item is one *stage*)::
+
+    simulate (only where a run path is not given)
+    calibrate        energy_adc of the calibration run -> keV   (calibration.json)
+    template         mean SSE pulse from the DEP window         (sse_template.npz)
+    features         per run, chunk by chunk                     (features/<run>.root)
+    train_<sel>      A/E, GMM, ACM on the calibration run        (models/)
+    apply            per run: scores, masks, friend tree, spectra (friends/, spectra/)
+    analyse          fits, peak-to-Compton, survival, 7Be, MDA, ROC (results.json)
+    export           TH1D / N42 / Spe spectra, fit JSON          (export/)
+    figures          mplhep PNG + PDF                            (figures/)
+    report           Markdown + HTML                             (report.md, report.html)
+
+Every stage writes its outputs atomically plus a JSON stamp (``stamps/<stage>.json``) holding a
+hash of the configuration sections it depends on and of the stamps of the stages it reads. With
+``[run] resume = true`` a stage whose stamp matches and whose outputs exist is skipped, so that
+changing only ``[report]`` re-makes only the report, and changing ``[gmm]`` retrains only the
+GMM and what follows it.
+
+Runs are streamed with :func:`bege_psd.io.iterate` (``[run] chunk_size`` events at a time); what
+is kept whole in memory is one float per event and feature (features, scores, masks), never
+the waveforms of a whole run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ._util import atomic_path, atomic_write_text, stable_hash
+from .config import Config, load_config, to_mapping
+from .errors import BegePsdError, ConfigError
+
+__all__ = (
+    "SELECTORS",
+    "PipelineResult",
+    "RunConfig",
+    "StageRecord",
+    "run_pipeline",
+)
+
+log = logging.getLogger(__name__)
+
+#: selector name -> ``module:Class``; each class takes ``(config, labels)``
+SELECTORS: dict[str, tuple[str, str]] = {
+    "aoe": ("bege_psd.select.aoe:AoESelector", "aoe"),
+    "gmm": ("bege_psd.select.gmm:GMMSelector", "gmm"),
+    "acm": ("bege_psd.select.acm:ACMSelector", "acm"),
+}
+
+#: the two runs of an analysis, in processing order
+RUNS: tuple[str, ...] = ("calibration", "sample")
+
+#: named lines whose survival fractions are reported (keV); escape peaks only for 232Th
+PEAKS_KEV: dict[str, float] = {
+    "Tl-208 FEP 2614.5": 2614.51,
+    "Tl-208 SEP 2103.5": 2103.51,
+    "Tl-208 DEP 1592.5": 1592.51,
+    "Ac-228 1588.2": 1588.19,
+    "Tl-208 583.2": 583.19,
+    "Cs-137 661.7": 661.657,
+    "Be-7 477.6": 477.6035,
+    "K-40 1460.8": 1460.82,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Section ``[run]``: which runs to analyse, where results go, which selectors to train.
+
+    A run path left empty is simulated (``bege_psd.sim.simulate``) with the given source,
+    number of events and seed, into ``data_dir``; a simulated run is reused when its stamp
+    matches. Relative paths are resolved against the configuration file's folder... except
+    ``results_dir`` and ``data_dir``, which are relative to the current directory (so that
+    ``make demo`` writes under the repository's ``results/`` and ``generated/``).
+    """
+
+    calibration_run: str = field(
+        default="", metadata={"doc": "CoMPASS run folder or file of the 232Th run; '' = simulate"}
+    )
+    sample_run: str = field(
+        default="", metadata={"doc": "CoMPASS run folder or file of the sample; '' = simulate"}
+    )
+    calibration_source: str = field(default="th232", metadata={"doc": "sim source if simulated"})
+    sample_source: str = field(default="cryoconite", metadata={"doc": "sim source if simulated"})
+    calibration_events: int = field(default=200_000, metadata={"min": 100})
+    sample_events: int = field(default=200_000, metadata={"min": 100})
+    seed: int = field(default=0, metadata={"min": 0})
+    sim_format: Literal["root", "bin", "csv"] = "root"
+    data_dir: str = field(default="generated/runs", metadata={"doc": "where simulated runs go"})
+    results_dir: str = field(default="results/default", metadata={"doc": "one folder per analysis"})
+    selectors: tuple[str, ...] = field(
+        default=("aoe", "gmm", "acm"), metadata={"doc": "which of aoe, gmm, acm to train"}
+    )
+    chunk_size: int = field(default=50_000, metadata={"min": 1, "doc": "events per chunk"})
+    resume: bool = field(default=True, metadata={"doc": "skip stages whose stamp matches"})
+    acm_train_max_events: int = field(
+        default=300_000,
+        metadata={"min": 100, "doc": "events with waveforms handed to the ACM (labelled first)"},
+    )
+    bin_width_kev: float = field(default=0.5, metadata={"min": 0.01, "max": 10.0})
+    energy_max_kev: float = field(default=3000.0, metadata={"min": 100.0})
+    export_formats: tuple[str, ...] = field(
+        default=("root", "n42", "spe"), metadata={"doc": "spectrum exports: root, n42, spe"}
+    )
+    figures: bool = field(default=True, metadata={"doc": "make the mplhep figures"})
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.selectors if s not in SELECTORS]
+        if unknown:
+            msg = (
+                f"run.selectors = {list(self.selectors)}: {unknown[0]!r} is not a selector; "
+                f"allowed values: {', '.join(map(repr, SELECTORS))}"
+            )
+            raise ValueError(msg)
+        if len(set(self.selectors)) != len(self.selectors):
+            msg = f"run.selectors = {list(self.selectors)}: a selector is listed twice"
+            raise ValueError(msg)
+        bad = [f for f in self.export_formats if f not in ("root", "n42", "spe")]
+        if bad:
+            msg = f"run.export_formats: {bad[0]!r} is not allowed; allowed values: 'root', 'n42', 'spe'"
+            raise ValueError(msg)
+
+
+@dataclasses.dataclass(frozen=True)
+class StageRecord:
+    """What happened to one stage: ``ran``, ``skipped`` (stamp matched) or ``missing``."""
+
+    name: str
+    status: Literal["ran", "skipped", "missing", "failed"]
+    seconds: float = 0.0
+    detail: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineResult:
+    """Where everything landed."""
+
+    results_dir: Path
+    report_md: Path | None
+    report_html: Path | None
+    stages: tuple[StageRecord, ...]
+    results: Mapping[str, Any]
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.stages if s.status in ("missing", "failed"))
+
+
+# ---------------------------------------------------------------------------------------------
+# small helpers
+
+
+class _Missing(Exception):
+    """A stage cannot run because a module of the package is not there (yet)."""
+
+
+def _import(spec: str) -> Any:
+    module, _, name = spec.partition(":")
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name and (exc.name == module or module.startswith(exc.name + ".") or exc.name.startswith("bege_psd")):
+            raise _Missing(f"module {module} is not available ({exc})") from exc
+        raise
+    if not name:
+        return mod
+    try:
+        return getattr(mod, name)
+    except AttributeError as exc:
+        raise _Missing(f"{module} has no {name}") from exc
+
+
+def _progress(iterable: Any, *, desc: str, enabled: bool, total: int | None = None, unit: str = "chunk") -> Any:
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, unit=unit, leave=False, dynamic_ncols=True)
+
+
+def _file_fingerprint(path: Path) -> dict[str, Any]:
+    """Identity of an input (paths, sizes, mtimes) for stamps; folders list their files."""
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        return {"dir": str(path), "files": [[str(p.relative_to(path)), p.stat().st_size, int(p.stat().st_mtime)] for p in files]}
+    if path.exists():
+        st = path.stat()
+        return {"file": str(path), "size": st.st_size, "mtime": int(st.st_mtime)}
+    return {"missing": str(path)}
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    return str(obj)
+
+
+def _dump_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=1, default=_json_default, allow_nan=True) + "\n")
+
+
+def _np(values: Any, dtype: Any = np.float64) -> NDArray[Any]:
+    import awkward as ak
+
+    if isinstance(values, ak.Array):
+        values = ak.to_numpy(values, allow_missing=False)
+    return np.asarray(values, dtype=dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# the stage runner
+
+
+class _Context:
+    """State shared by the stages of one pipeline run."""
+
+    def __init__(self, config: Config, *, progress: bool, force: bool) -> None:
+        self.config = config
+        self.run: RunConfig = config.section("run")
+        self.results_dir = Path(self.run.results_dir)
+        self.base = config.path.parent if config.path is not None else Path.cwd()
+        self.progress = progress
+        self.force = force or not self.run.resume
+        self.stages: list[StageRecord] = []
+        self.stamps: dict[str, str] = {}
+        self.results: dict[str, Any] = {}
+
+    def path(self, *parts: str) -> Path:
+        return self.results_dir.joinpath(*parts)
+
+    def stage(
+        self,
+        name: str,
+        sections: Sequence[str],
+        *,
+        after: Sequence[str] = (),
+        extra: Any = None,
+        outputs: Sequence[Path] = (),
+        func: Callable[[], Any],
+        stamp_dir: Path | None = None,
+    ) -> Any:
+        """Run ``func`` unless its stamp matches; return its (JSON) result or the stamped one."""
+        key = stable_hash(
+            {
+                "sections": {s: to_mapping(self.config.section(s)) for s in sections},
+                "after": {a: self.stamps.get(a, "absent") for a in after},
+                "extra": extra,
+            }
+        )
+        stamp_path = (stamp_dir or self.path("stamps")) / f"{name}.json"
+        if not self.force and stamp_path.exists() and all(Path(o).exists() for o in outputs):
+            try:
+                stamp = json.loads(stamp_path.read_text())
+            except json.JSONDecodeError:
+                stamp = {}
+            if stamp.get("hash") == key:
+                log.info("stage %s: up to date (stamp %s), skipped", name, key)
+                self.stamps[name] = key
+                self.stages.append(StageRecord(name, "skipped", 0.0, str(stamp_path)))
+                return stamp.get("result")
+        missing_after = [a for a in after if a not in self.stamps]
+        if missing_after:
+            detail = f"needs stage(s) {', '.join(missing_after)}"
+            log.warning("stage %s: not run, %s", name, detail)
+            self.stages.append(StageRecord(name, "missing", 0.0, detail))
+            return None
+        log.info("stage %s: running", name)
+        t0 = time.perf_counter()
+        try:
+            result = func()
+        except _Missing as exc:
+            log.warning("stage %s: not available: %s", name, exc)
+            self.stages.append(StageRecord(name, "missing", time.perf_counter() - t0, str(exc)))
+            return None
+        seconds = time.perf_counter() - t0
+        _dump_json(
+            stamp_path,
+            {
+                "stage": name,
+                "hash": key,
+                "sections": list(sections),
+                "after": {a: self.stamps.get(a) for a in after},
+                "outputs": [str(o) for o in outputs],
+                "seconds": round(seconds, 3),
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "result": result,
+            },
+        )
+        self.stamps[name] = key
+        self.stages.append(StageRecord(name, "ran", seconds))
+        log.info("stage %s: done in %.1f s", name, seconds)
+        return result
+
+
+# ---------------------------------------------------------------------------------------------
+# stages
+
+
+def _resolve_run(ctx: _Context, which: str) -> tuple[Path | None, dict[str, Any]]:
+    """Path of the calibration or sample run, simulating it when no path is configured."""
+    run = ctx.run
+    given = getattr(run, f"{which}_run")
+    if given:
+        p = Path(given)
+        if not p.is_absolute():
+            p = ctx.base / p
+        if not p.exists():
+            msg = f"run.{which}_run = {given!r}: {p} does not exist (leave it empty to simulate the run)"
+            raise ConfigError(msg)
+        ctx.stamps[f"input_{which}"] = stable_hash(_file_fingerprint(p))
+        return p, {"path": str(p), "simulated": False}
+
+    source = getattr(run, f"{which}_source")
+    n_events = getattr(run, f"{which}_events")
+    seed = run.seed + (0 if which == "calibration" else 1)
+    sim_key = stable_hash(
+        {"sim": to_mapping(ctx.config.section("sim")), "source": source, "n": n_events, "seed": seed, "fmt": run.sim_format}
+    )
+    out_dir = Path(run.data_dir) / f"{which}_{source}_{n_events}_s{seed}_{sim_key[:8]}"
+    info = {"simulated": True, "source": source, "n_events": n_events, "seed": seed}
+
+    def simulate() -> dict[str, Any]:
+        sim = _import("bege_psd.sim:simulate")
+        path = sim(source, n_events, out_dir, fmt=run.sim_format, seed=seed, config=ctx.config.section("sim"))
+        return {"path": str(path)}
+
+    res = ctx.stage(
+        f"simulate_{which}",
+        ["sim"],
+        extra={"source": source, "n": n_events, "seed": seed, "fmt": run.sim_format},
+        outputs=[out_dir],
+        func=simulate,
+        stamp_dir=out_dir.parent / "stamps" / out_dir.name,
+    )
+    if res is None:
+        return None, info
+    ctx.stamps[f"input_{which}"] = ctx.stamps[f"simulate_{which}"]
+    return Path(res["path"]), {**info, "path": res["path"]}
+
+
+def _iterate(ctx: _Context, source: Path, desc: str, **opts: Any) -> Iterator[Any]:
+    iterate = _import("bege_psd.io:iterate")
+    io_cfg = ctx.config.section("io")
+    kwargs = {k: v for k, v in to_mapping(io_cfg).items() if v is not None}
+    kwargs["step_size"] = ctx.run.chunk_size
+    kwargs.update(opts)
+    yield from _progress(iterate(source, **kwargs), desc=desc, enabled=ctx.progress)
+
+
+def _truth_path(run_path: Path) -> Path | None:
+    """``<run stem>_truth.root`` written by the simulator, if there is one."""
+    cands = sorted(run_path.rglob("*_truth.root")) if run_path.is_dir() else sorted(run_path.parent.glob("*_truth.root"))
+    return cands[0] if cands else None
+
+
+def _metadata(path: Path) -> Any:
+    try:
+        return _import("bege_psd.io:read_metadata")(path)
+    except _Missing:
+        return None
+
+
+def _stage_calibrate(ctx: _Context, cal_path: Path) -> dict[str, Any]:
+    """Energy calibration from the 232Th run (falls back to run.info coefficients)."""
+    energies = [
+        _np(chunk["energy_adc"], np.float64)
+        for chunk in _iterate(ctx, cal_path, "calibration: energies")
+    ]
+    energy_adc = np.concatenate(energies) if energies else np.zeros(0)
+    out = ctx.path("calibration.json")
+    try:
+        calib = _import("bege_psd.calib")
+        cal_cfg = ctx.config.section("calib")
+        cal = calib.calibrate(energy_adc, None, config=cal_cfg) if _accepts(calib.calibrate, "config") else calib.calibrate(energy_adc, None)
+        data = {"method": "bege_psd.calib.calibrate", "calibration": cal.to_dict()}
+    except _Missing as exc:
+        meta = _metadata(cal_path)
+        coeffs = getattr(meta, "calibration", None)
+        if coeffs is None:
+            raise _Missing(f"no bege_psd.calib and no calibration in run.info ({exc})") from exc
+        data = {"method": "run.info CoMPASS coefficients (bege_psd.calib not available)", "poly": list(coeffs)}
+    _dump_json(out, data)
+    return {"n_events": int(energy_adc.size), "method": data["method"]}
+
+
+def _accepts(func: Callable[..., Any], name: str) -> bool:
+    import inspect
+
+    try:
+        return name in inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _load_calibration(ctx: _Context) -> Callable[[NDArray[Any]], NDArray[np.float64]]:
+    data = json.loads(ctx.path("calibration.json").read_text())
+    if "calibration" in data:
+        calib = _import("bege_psd.calib")
+        cal = calib.Calibration.from_dict(data["calibration"])
+        return lambda adc: np.asarray(cal.apply(np.asarray(adc, dtype=np.float64)), dtype=np.float64)
+    c = [float(x) for x in data["poly"]]
+    return lambda adc: c[0] + c[1] * np.asarray(adc, dtype=np.float64) + c[2] * np.asarray(adc, dtype=np.float64) ** 2
+
+
+def _stage_template(ctx: _Context, cal_path: Path) -> dict[str, Any]:
+    """Mean SSE pulse from the DEP window of the calibration run."""
+    import awkward as ak
+
+    dsp = _import("bege_psd.dsp")
+    to_kev = _load_calibration(ctx)
+    lo, hi = ctx.config.section("labels").dep
+    picked = []
+    attrs: dict[str, Any] = {}
+    for chunk in _iterate(ctx, cal_path, "template: DEP window"):
+        e = to_kev(_np(chunk["energy_adc"]))
+        sel = (e >= lo) & (e <= hi)
+        if sel.any():
+            picked.append(chunk[sel])
+            attrs = dict(chunk.attrs)
+    if not picked:
+        msg = f"no event of {cal_path} in the DEP window [{lo}, {hi}] keV; cannot build the SSE template"
+        raise BegePsdError(msg)
+    events = ak.concatenate(picked)
+    events.attrs.update(attrs)
+    tmpl = dsp.SSETemplate.build(events, ctx.config.section("dsp"))
+    out = ctx.path("models", "sse_template.npz")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmpl.save(out)
+    return {"n_events": len(events), "window_kev": [lo, hi], "path": str(out)}
+
+
+def _feature_columns(feats: Any) -> dict[str, NDArray[Any]]:
+    cols: dict[str, NDArray[Any]] = {}
+    for name in feats.fields:
+        arr = _np(feats[name], None)
+        if arr.ndim == 1:
+            cols[name] = arr
+    return cols
+
+
+def _stage_features(ctx: _Context, which: str, run_path: Path) -> dict[str, Any]:
+    """Features of every event, chunk by chunk, into ``features/<run>.root`` (entry-aligned)."""
+    from .io.friend import FriendWriter
+
+    dsp = _import("bege_psd.dsp")
+    to_kev = _load_calibration(ctx)
+    tmpl_path = ctx.path("models", "sse_template.npz")
+    template = dsp.SSETemplate.load(tmpl_path) if tmpl_path.exists() else None
+    out = ctx.path("features", f"{which}.root")
+    n = 0
+    with FriendWriter(out, "Features", source=str(run_path), metadata={"stage": "features"}) as w:
+        for chunk in _iterate(ctx, run_path, f"{which}: features"):
+            feats = dsp.features(chunk, ctx.config.section("dsp"), template=template)
+            cols = _feature_columns(feats)
+            cols["energy_kev"] = to_kev(_np(chunk["energy_adc"]))
+            cols["flags"] = _np(chunk["flags"], np.uint32)
+            w.extend(cols, entry_start=int(chunk.attrs.get("entry_start", n)) if _single_file(chunk) else None)
+            n += len(chunk)
+    return {"n_events": n, "path": str(out)}
+
+
+def _single_file(chunk: Any) -> bool:
+    # entry_start restarts at 0 in each file of a multi-file run; only check within one file
+    return False
+
+
+def _read_table(path: Path, tree: str = "Features") -> Any:
+    import awkward as ak
+    import uproot
+
+    with uproot.open(path) as f:
+        arrays = f[tree].arrays(library="ak")
+    return ak.Array(arrays)
+
+
+def _make_selector(ctx: _Context, name: str) -> Any:
+    spec, section = SELECTORS[name]
+    cls = _import(spec)
+    if _accepts(cls, "labels"):
+        return cls(ctx.config.section(section), labels=ctx.config.section("labels"))
+    return cls(ctx.config.section(section))
+
+
+def _model_path(ctx: _Context, name: str) -> Path:
+    return ctx.path("models", {"acm": "acm.keras", "gmm": "gmm.json", "aoe": "aoe.json"}[name])
+
+
+def _acm_training_table(ctx: _Context, cal_path: Path) -> Any:
+    """Calibration events with waveforms for the ACM: every labelled event, then a uniform
+    sample of the other in-range events, up to ``run.acm_train_max_events``."""
+    import awkward as ak
+
+    from .select.labels import label_events
+
+    feats = _read_table(ctx.path("features", "calibration.root"))
+    energy = _np(feats["energy_kev"])
+    labels = ctx.config.section("labels")
+    lab = label_events(energy, labels)
+    lo, hi = labels.energy_range
+    in_range = (energy >= lo) & (energy <= hi)
+    rng = np.random.default_rng(ctx.run.seed)
+    chosen = np.zeros(energy.size, dtype=bool)
+    chosen[lab >= 0] = True
+    budget = ctx.run.acm_train_max_events - int(chosen.sum())
+    others = np.flatnonzero(in_range & ~chosen)
+    if budget > 0 and others.size:
+        chosen[rng.choice(others, size=min(budget, others.size), replace=False)] = True
+    parts = []
+    attrs: dict[str, Any] = {}
+    start = 0
+    for chunk in _iterate(ctx, cal_path, "acm: training waveforms"):
+        stop = start + len(chunk)
+        sel = chosen[start:stop]
+        if sel.any():
+            parts.append(ak.with_field(chunk[sel][["waveform"]], feats[start:stop][sel]["energy_kev"], "energy_kev"))
+            attrs = dict(chunk.attrs)
+        start = stop
+    table = ak.concatenate(parts) if parts else feats[:0]
+    table.attrs.update(attrs)
+    return table
+
+
+def _stage_train(ctx: _Context, name: str, cal_path: Path) -> dict[str, Any]:
+    sel = _make_selector(ctx, name)
+    if name == "acm":
+        table = _acm_training_table(ctx, cal_path)
+    else:
+        table = _read_table(ctx.path("features", "calibration.root"))
+    sel.fit(table)
+    out = sel.save(_model_path(ctx, name))
+    prov = {"name": name, "path": str(out), "threshold": float(sel.threshold), "n_train_table": len(table)}
+    with_header = _import("bege_psd.select.base:read_model_header")
+    try:
+        header = with_header(out)
+        prov.update({k: header[k] for k in ("kind", "config_hash", "versions", "format_version") if k in header})
+        for k in ("training_history", "evidence", "silhouette", "fit_info"):
+            if k in header:
+                prov[k] = header[k]
+    except BegePsdError:
+        pass
+    return prov
+
+
+def _hist_add(store: dict[str, NDArray[np.float64]], key: str, values: NDArray[np.float64], edges: NDArray[np.float64]) -> None:
+    counts, _ = np.histogram(values[np.isfinite(values)], bins=edges)
+    store[key] = store.get(key, np.zeros(edges.size - 1)) + counts
+
+
+def _stage_apply(ctx: _Context, which: str, run_path: Path, selectors: Sequence[str]) -> dict[str, Any]:
+    """Score every event with every selector; friend tree + spectra + accounting."""
+    import awkward as ak
+
+    from .io.friend import FriendWriter
+    from .select.base import load_selector
+
+    loaded = {name: load_selector(_model_path(ctx, name)) for name in selectors}
+    feats_path = ctx.path("features", f"{which}.root")
+    import uproot
+
+    feat_file = uproot.open(feats_path)
+    feat_tree = feat_file["Features"]
+    edges = np.arange(0.0, ctx.run.energy_max_kev + ctx.run.bin_width_kev / 2, ctx.run.bin_width_kev)
+    spectra: dict[str, NDArray[np.float64]] = {}
+    lo, hi = ctx.config.section("labels").energy_range
+    acc: dict[str, Any] = {"read": 0, "in_range": 0, "flagged": {}, "quality": {}, "kept": dict.fromkeys(selectors, 0), "scored": dict.fromkeys(selectors, 0)}
+    examples: dict[str, list[NDArray[Any]]] = {"sse": [], "mse": []}
+    labels_cfg = ctx.config.section("labels")
+    out = ctx.path("friends", f"{which}_psd.root")
+    decode = quality_bits = None
+    with contextlib.suppress(_Missing):
+        decode = _import("bege_psd.io.flags:decode")
+    with contextlib.suppress(_Missing):
+        quality_bits = _import("bege_psd.dsp:Quality")
+    start = 0
+    score_store: dict[str, list[NDArray[np.float32]]] = {s: [] for s in selectors}
+    with FriendWriter(out, "PSD", source=str(run_path), metadata={"stage": "apply", "selectors": list(selectors), "config_hash": ctx.config.hash()}) as w:
+        for chunk in _iterate(ctx, run_path, f"{which}: apply"):
+            stop = start + len(chunk)
+            f = feat_tree.arrays(entry_start=start, entry_stop=stop, library="ak")
+            table = chunk
+            for name in f.fields:
+                if name not in ("entry", "flags"):
+                    table = ak.with_field(table, f[name], name)
+            table.attrs.update(chunk.attrs)
+            energy = _np(f["energy_kev"])
+            cols = {k: _np(f[k], None) for k in f.fields if k != "entry"}
+            ok_range = (energy >= lo) & (energy <= hi)
+            acc["read"] += len(chunk)
+            acc["in_range"] += int(ok_range.sum())
+            flags = _np(chunk["flags"], np.uint32)
+            if decode is not None:
+                for reason, m in decode(flags).items():
+                    acc["flagged"][reason] = acc["flagged"].get(reason, 0) + int(np.count_nonzero(m))
+            else:
+                acc["flagged"]["any_flag"] = acc["flagged"].get("any_flag", 0) + int(np.count_nonzero(flags))
+            if "quality" in cols and quality_bits is not None:
+                q = cols["quality"].astype(np.uint32)
+                for bit in quality_bits:
+                    acc["quality"][bit.name] = acc["quality"].get(bit.name, 0) + int(np.count_nonzero(q & int(bit.value)))
+            _hist_add(spectra, "all", energy, edges)
+            for name, sel in loaded.items():
+                score = np.asarray(sel.score(table), dtype=np.float64)
+                with np.errstate(invalid="ignore"):
+                    keep = score >= sel.threshold
+                cols[f"score_{name}"] = score.astype(np.float32)
+                cols[f"mask_{name}"] = keep
+                acc["kept"][name] += int(np.count_nonzero(keep & ok_range))
+                acc["scored"][name] += int(np.count_nonzero(np.isfinite(score)))
+                _hist_add(spectra, f"kept_{name}", np.where(keep, energy, np.nan), edges)
+                _hist_add(spectra, f"rejected_{name}", np.where(keep, np.nan, energy), edges)
+                score_store[name].append(score.astype(np.float32))
+            w.extend(cols, entry_start=start)
+            if which == "calibration" and len(examples["sse"]) < 3:
+                _collect_examples(chunk, energy, labels_cfg, examples)
+            start = stop
+    feat_file.close()
+    spec_path = ctx.path("spectra", f"{which}.npz")
+    with atomic_path(spec_path) as tmp, tmp.open("wb") as fh:
+        np.savez_compressed(fh, edges=edges, **spectra)
+    if which == "calibration" and examples["sse"]:
+        ex_path = ctx.path("spectra", "example_pulses.npz")
+        with atomic_path(ex_path) as tmp, tmp.open("wb") as fh:
+            np.savez_compressed(fh, sse=np.stack(examples["sse"]), mse=np.stack(examples["mse"]) if examples["mse"] else np.zeros((0, 0)))
+    return {"friend": str(out), "spectra": str(spec_path), "accounting": acc}
+
+
+def _collect_examples(chunk: Any, energy: NDArray[np.float64], labels: Any, examples: dict[str, list[NDArray[Any]]]) -> None:
+    import awkward as ak
+
+    n = ak.num(chunk["waveform"])
+    for key, (lo, hi) in (("sse", labels.dep), ("mse", labels.fep)):
+        idx = np.flatnonzero((energy >= lo) & (energy <= hi) & (_np(n, np.int64) > 0))
+        for i in idx[: 3 - len(examples[key])]:
+            examples[key].append(ak.to_numpy(chunk["waveform"][int(i)]).astype(np.float32))
+
+
+# ---------------------------------------------------------------------------------------------
+# public entry point
+
+
+def _select_available(ctx: _Context) -> list[str]:
+    names = []
+    for name in ctx.run.selectors:
+        spec = SELECTORS[name][0]
+        try:
+            _import(spec)
+        except _Missing as exc:
+            ctx.stages.append(StageRecord(f"train_{name}", "missing", 0.0, str(exc)))
+            continue
+        except ImportError as exc:  # an optional stack (TensorFlow, scikit-learn) is absent
+            ctx.stages.append(StageRecord(f"train_{name}", "missing", 0.0, str(exc)))
+            continue
+        names.append(name)
+    return names
+
+
+def run_pipeline(
+    config: Config | str | os.PathLike[str] | Mapping[str, Any],
+    *,
+    progress: bool | None = None,
+    force: bool = False,
+) -> PipelineResult:
+    """Run the whole chain described by ``config`` (a :class:`~bege_psd.config.Config`, a TOML
+    path or a mapping of sections).
+
+    Parameters
+    ----------
+    progress
+        Show tqdm progress bars; default: on unless the ``CI`` environment variable is set.
+    force
+        Re-run every stage even where its stamp matches (``[run] resume = false`` does the same).
+
+    Returns
+    -------
+    PipelineResult
+        The results folder, the report paths and what happened to each stage. A stage whose
+        module is not available is recorded as ``missing`` (and the report says so); an error
+        in a stage that exists is raised.
+    """
+    cfg = config if isinstance(config, Config) else load_config(config)
+    if progress is None:
+        progress = not os.environ.get("CI")
+    ctx = _Context(cfg, progress=progress, force=force)
+    ctx.results_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(ctx.path("config.json"), json.dumps({k: to_mapping(cfg.section(k)) for k in _all_sections()}, indent=1, default=str) + "\n")
+    runs: dict[str, Path | None] = {}
+    run_info: dict[str, Any] = {}
+    for which in RUNS:
+        p, info = _resolve_run(ctx, which)
+        runs[which] = p
+        run_info[which] = info
+    cal = runs["calibration"]
+    results: dict[str, Any] = {"runs": run_info, "config_hash": cfg.hash(*_all_sections())}
+    results["simulated"] = any(info.get("simulated") for info in run_info.values())
+    if cal is not None:
+        for which, p in runs.items():
+            if p is not None:
+                meta = _metadata(p)
+                if meta is not None:
+                    run_info[which]["metadata"] = {k: getattr(meta, k) for k in ("live_time_s", "real_time_s", "sample_period_ns", "record_length", "run_id") if hasattr(meta, k)}
+        res = ctx.stage("calibrate", ["calib", "io"], after=["input_calibration"], outputs=[ctx.path("calibration.json")], func=lambda: _stage_calibrate(ctx, cal), extra={"chunk": ctx.run.chunk_size})
+        results["calibration"] = res
+        ctx.stage("template", ["dsp", "labels", "io"], after=["calibrate"], outputs=[ctx.path("models", "sse_template.npz")], func=lambda: _stage_template(ctx, cal))
+        for which, p in runs.items():
+            if p is None:
+                continue
+            ctx.stage(
+                f"features_{which}", ["dsp", "io"], after=["calibrate", "template", f"input_{which}"],
+                outputs=[ctx.path("features", f"{which}.root")], func=lambda w=which, q=p: _stage_features(ctx, w, q),
+            )
+        available = _select_available(ctx)
+        trained = []
+        for name in available:
+            r = ctx.stage(
+                f"train_{name}", [SELECTORS[name][1], "labels"], after=["features_calibration"],
+                extra={"acm_max": ctx.run.acm_train_max_events, "seed": ctx.run.seed} if name == "acm" else None,
+                outputs=[_model_path(ctx, name)], func=lambda n=name: _stage_train(ctx, n, cal),
+            )
+            if r is not None:
+                trained.append(name)
+                results.setdefault("models", {})[name] = r
+        results["selectors"] = trained
+        for which, p in runs.items():
+            if p is None:
+                continue
+            r = ctx.stage(
+                f"apply_{which}", ["labels", "io"], after=[f"features_{which}", *(f"train_{n}" for n in trained)],
+                extra={"selectors": trained, "bin": ctx.run.bin_width_kev, "emax": ctx.run.energy_max_kev},
+                outputs=[ctx.path("friends", f"{which}_psd.root"), ctx.path("spectra", f"{which}.npz")],
+                func=lambda w=which, q=p: _stage_apply(ctx, w, q, trained),
+            )
+            if r is not None:
+                results.setdefault("apply", {})[which] = r
+    _after_apply(ctx, runs, results)
+    results["stages"] = [dataclasses.asdict(s) for s in ctx.stages]
+    _dump_json(ctx.path("results.json"), results)
+    md = ctx.path("report.md")
+    html = ctx.path("report.html")
+    return PipelineResult(
+        results_dir=ctx.results_dir,
+        report_md=md if md.exists() else None,
+        report_html=html if html.exists() else None,
+        stages=tuple(ctx.stages),
+        results=results,
+    )
+
+
+def _all_sections() -> tuple[str, ...]:
+    from .config import SECTIONS
+
+    return tuple(SECTIONS)
+
+
+# ---------------------------------------------------------------------------------------------
+# analysis: fits and figures of merit from the spectra and friend trees
+
+
+def _window_sum(counts: NDArray[np.float64], edges: NDArray[np.float64], lo: float, hi: float) -> float:
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    return float(counts[(centres >= lo) & (centres <= hi)].sum())
+
+
+def _net_counts(counts: NDArray[np.float64], edges: NDArray[np.float64], e0: float, half_kev: float) -> dict[str, float]:
+    """Sideband-subtracted counts of a line: gross in ``e0 +- half``, background from two
+    sidebands of width ``half`` each right outside it. ``var_bkg`` is the variance of the
+    background estimate (sidebands scaled to the peak window width)."""
+    gross = _window_sum(counts, edges, e0 - half_kev, e0 + half_kev)
+    side = _window_sum(counts, edges, e0 - 2 * half_kev, e0 - half_kev) + _window_sum(counts, edges, e0 + half_kev, e0 + 2 * half_kev)
+    # the central window is 2*half wide, the two sidebands together 2*half wide too: scale 1
+    bkg = side
+    net = gross - bkg
+    return {"gross": gross, "bkg": bkg, "net": net, "net_err": float(np.sqrt(gross + bkg)), "var_bkg": bkg}
+
+
+def _ratio_err(a: float, da: float, b: float, db: float) -> tuple[float, float]:
+    if b <= 0 or a == 0:
+        return (float("nan") if b <= 0 else 0.0), float("nan")
+    r = a / b
+    return r, abs(r) * float(np.sqrt((da / a) ** 2 + (db / b) ** 2))
+
+
+def _survival(net_cut: dict[str, float], net_all: dict[str, float]) -> dict[str, float]:
+    """Net-count survival fraction with a binomial-style error on the gross counts."""
+    if net_all["net"] <= 0:
+        return {"fraction": float("nan"), "error": float("nan"), "net_all": net_all["net"], "net_kept": net_cut["net"]}
+    f = net_cut["net"] / net_all["net"]
+    # kept and rejected parts are independent Poisson samples: var(f) from both nets
+    rej_net = net_all["net"] - net_cut["net"]
+    var_k = net_cut["net_err"] ** 2
+    var_r = max(net_all["net_err"] ** 2 - var_k, 0.0)
+    err = float(np.sqrt(rej_net**2 * var_k + net_cut["net"] ** 2 * var_r) / net_all["net"] ** 2)
+    return {"fraction": float(f), "error": err, "net_all": net_all["net"], "net_kept": net_cut["net"]}
+
+
+def _fit_area(counts: NDArray[np.float64], edges: NDArray[np.float64], window: tuple[float, float], peak: float) -> dict[str, Any]:
+    import warnings
+
+    fit_peaks = _import("bege_psd.fit:fit_peaks")
+    from .errors import FitError, FitQualityWarning
+
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    sel = (centres >= window[0] - 1) & (centres <= window[1] + 1)
+    idx = np.flatnonzero(sel)
+    sub_edges = edges[idx[0] : idx[-1] + 2]
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", FitQualityWarning)
+            res = fit_peaks((counts[idx], sub_edges), window, "gauss_step", [peak])
+    except FitError as exc:
+        return {"ok": False, "error": str(exc)}
+    a = res.areas[0]
+    return {
+        "ok": bool(res.valid),
+        "area": float(a.area),
+        "area_err": float(a.error),
+        "minos": [a.minos_lower, a.minos_upper],
+        "fwhm_kev": float(res.fwhm[0]),
+        "chi2_ndof": [float(res.chi2), int(res.ndof)],
+        "pvalue": float(res.pvalue),
+        "warnings": [str(w.message) for w in caught],
+        "fit": res.to_dict(),
+    }
+
+
+def _load_spectra(ctx: _Context, which: str) -> dict[str, NDArray[np.float64]] | None:
+    p = ctx.path("spectra", f"{which}.npz")
+    if not p.exists():
+        return None
+    with np.load(p) as z:
+        return {k: np.asarray(z[k]) for k in z.files}
+
+
+def _selections(spectra: Mapping[str, Any]) -> list[str]:
+    return ["original", *[k.removeprefix("kept_") for k in spectra if k.startswith("kept_")]]
+
+
+def _counts(spectra: Mapping[str, Any], selection: str) -> NDArray[np.float64]:
+    return np.asarray(spectra["all" if selection == "original" else f"kept_{selection}"], dtype=np.float64)
+
+
+def _table2(spectra: Mapping[str, Any], metrics_cfg: Any) -> list[dict[str, Any]]:
+    """137Cs peak-to-Compton, both definitions, per selection (the paper's Table 2)."""
+    edges = spectra["edges"]
+    width = float(edges[1] - edges[0])
+    peak_win = (660.0, 670.0)
+    compton = (355.0, 450.0)
+    rows = []
+    base_area = None
+    for sel in _selections(spectra):
+        c = _counts(spectra, sel)
+        centres = 0.5 * (edges[1:] + edges[:-1])
+        in_peak = (centres >= peak_win[0]) & (centres <= peak_win[1])
+        n_max = float(c[in_peak].max()) if in_peak.any() else 0.0
+        n_c = _window_sum(c, edges, *compton)
+        pc1, pc1_err = _ratio_err(n_max, np.sqrt(n_max), n_c, np.sqrt(n_c))
+        fit = _fit_area(c, edges, (650.0, 675.0), 661.657)
+        row: dict[str, Any] = {"selection": sel, "peak_max_bin": n_max, "compton_counts": n_c, "pc_maxbin": pc1, "pc_maxbin_err": pc1_err, "bin_width_kev": width}
+        if fit.get("ok") or "area" in fit:
+            per_kev = n_c / (compton[1] - compton[0])
+            pc2, pc2_err = _ratio_err(fit["area"], fit["area_err"], per_kev, np.sqrt(n_c) / (compton[1] - compton[0]))
+            row.update({"pc_fit_kev": pc2, "pc_fit_kev_err": pc2_err, "peak_area": fit["area"], "peak_area_err": fit["area_err"], "fit_valid": fit.get("ok", False), "fit_warnings": fit.get("warnings", [])})
+            if sel == "original":
+                base_area = (fit["area"], fit["area_err"])
+            if base_area is not None and base_area[0] > 0:
+                row["peak_survival"] = fit["area"] / base_area[0]
+                # kept counts are a subset of all counts: binomial error on the survival
+                f = row["peak_survival"]
+                row["peak_survival_err"] = float(np.sqrt(max(f * (1 - f), 0.0) / base_area[0])) if 0 <= f <= 1 else float("nan")
+        else:
+            row["fit_error"] = fit.get("error", "fit failed")
+        rows.append(row)
+    orig = rows[0]
+    for row in rows:
+        for key in ("pc_maxbin", "pc_fit_kev"):
+            if key in row and key in orig and orig[key] and np.isfinite(orig[key]):
+                row[f"{key}_improvement"] = row[key] / orig[key]
+    return rows
+
+
+def _line_stats(spectra: Mapping[str, Any], lines: Mapping[str, float], half_kev: float) -> dict[str, Any]:
+    edges = spectra["edges"]
+    out: dict[str, Any] = {}
+    base = {name: _net_counts(_counts(spectra, "original"), edges, e0, half_kev) for name, e0 in lines.items()}
+    for sel in _selections(spectra):
+        c = _counts(spectra, sel)
+        per: dict[str, Any] = {}
+        for name, e0 in lines.items():
+            net = _net_counts(c, edges, e0, half_kev)
+            if base[name]["net"] < 5 * max(base[name]["net_err"], 1.0):
+                continue  # the line is not visible in this run
+            s = _survival(net, base[name]) if sel != "original" else {"fraction": 1.0, "error": 0.0, "net_all": net["net"], "net_kept": net["net"]}
+            # Currie (1968) detection limit in counts for the background under the window
+            l_d = 2.71 + 4.65 * float(np.sqrt(max(net["bkg"], 0.0)))
+            sig = net["net"] / float(np.sqrt(net["bkg"] + net["var_bkg"])) if net["bkg"] > 0 else float("nan")
+            per[name] = {**s, "energy_kev": e0, "bkg": net["bkg"], "net": net["net"], "net_err": net["net_err"], "currie_ld_counts": l_d, "significance": sig}
+        out[sel] = per
+    # MDA is proportional to L_D / (efficiency x survival); report it relative to the original
+    for per in out.values():
+        for name, d in per.items():
+            o = out["original"].get(name)
+            if o and d.get("fraction", 0) and np.isfinite(d["fraction"]) and d["fraction"] > 0:
+                d["mda_relative"] = (d["currie_ld_counts"] / d["fraction"]) / o["currie_ld_counts"]
+    return out
+
+
+def _auc(score: NDArray[np.float64], positive: NDArray[np.bool_]) -> dict[str, Any]:
+    """ROC curve and AUC (Mann-Whitney) of ``score`` for ``positive`` (MSE) vs the rest."""
+    ok = np.isfinite(score)
+    s, y = score[ok], positive[ok]
+    n1, n0 = int(y.sum()), int((~y).sum())
+    if n1 == 0 or n0 == 0:
+        return {"auc": float("nan"), "n_pos": n1, "n_neg": n0}
+    from scipy.stats import rankdata
+
+    ranks = rankdata(s)
+    auc = (ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0)
+    thr = np.quantile(s, np.linspace(0, 1, 101))
+    tpr = [float(np.mean(s[y] >= t)) for t in thr]
+    fpr = [float(np.mean(s[~y] >= t)) for t in thr]
+    return {"auc": float(auc), "n_pos": n1, "n_neg": n0, "tpr": tpr, "fpr": fpr, "thresholds": thr.tolist()}
+
+
+def _roc_and_scans(ctx: _Context, cal_path: Path | None, selectors: Sequence[str]) -> dict[str, Any]:
+    from .io.friend import read_friend
+    from .select.labels import label_events
+
+    friend = ctx.path("friends", "calibration_psd.root")
+    if not friend.exists():
+        return {}
+    names = ["energy_kev"] + [f"score_{s}" for s in selectors]
+    cols, _ = read_friend(friend, "PSD", names)
+    energy = cols["energy_kev"]
+    labels_cfg = ctx.config.section("labels")
+    lab = label_events(energy, labels_cfg)
+    out: dict[str, Any] = {"roc_labels": {}, "roc_truth": {}, "scan": {}, "score_hist": {}}
+    truth_sites = None
+    tp = _truth_path(cal_path) if cal_path is not None else None
+    if tp is not None:
+        import uproot
+
+        with uproot.open(tp) as f:
+            t = f["Truth"]
+            if t.num_entries == energy.size:
+                truth_sites = np.asarray(t["n_sites"].array(library="np"))
+    lo, hi = labels_cfg.energy_range
+    in_range = (energy >= lo) & (energy <= hi)
+    for s in selectors:
+        score = cols[f"score_{s}"].astype(np.float64)
+        m = lab >= 0
+        out["roc_labels"][s] = _auc(score[m], lab[m] == 1)
+        if truth_sites is not None:
+            m2 = in_range & (truth_sites > 0)
+            out["roc_truth"][s] = _auc(score[m2], truth_sites[m2] > 1)
+        h, e = np.histogram(score[np.isfinite(score)], bins=50, range=(0, 1))
+        out["score_hist"][s] = {"counts": h.tolist(), "edges": e.tolist()}
+        # working-point scan: kept fraction in range and the 208Tl FEP / single-Compton ratio
+        thr = np.linspace(0.0, 1.0, 41)
+        fep = (energy >= labels_cfg.fep[0]) & (energy <= labels_cfg.fep[1])
+        comp = (energy >= labels_cfg.single_compton[0]) & (energy <= labels_cfg.single_compton[1])
+        rows = []
+        for t in thr:
+            with np.errstate(invalid="ignore"):
+                k = score >= t
+            n_in = max(int(in_range.sum()), 1)
+            nf, nc = int((k & fep).sum()), int((k & comp).sum())
+            r, dr = _ratio_err(nf, np.sqrt(nf), nc, np.sqrt(nc))
+            rows.append({"threshold": float(t), "kept_fraction": float((k & in_range).sum() / n_in), "tl_pc": r, "tl_pc_err": dr})
+        out["scan"][s] = rows
+    return out
+
+
+def _stage_analyse(ctx: _Context, runs: Mapping[str, Path | None], selectors: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    half = 2.0
+    th_lines = {k: v for k, v in PEAKS_KEV.items() if k.startswith(("Tl", "Ac"))}
+    sample_lines = {k: v for k, v in PEAKS_KEV.items() if not k.startswith(("Tl-208 FEP", "Tl-208 SEP", "Tl-208 DEP", "Ac"))}
+    cal = _load_spectra(ctx, "calibration")
+    if cal is not None:
+        out["lines_calibration"] = _line_stats(cal, th_lines, half)
+    sample = _load_spectra(ctx, "sample")
+    if sample is not None:
+        try:
+            out["table2"] = _table2(sample, ctx.config.section("metrics"))
+        except _Missing as exc:
+            out["table2_missing"] = str(exc)
+        out["lines_sample"] = _line_stats(sample, sample_lines, half)
+        be = out["lines_sample"]
+        out["be7"] = {sel: per.get("Be-7 477.6") for sel, per in be.items()}
+    out.update(_roc_and_scans(ctx, runs.get("calibration"), selectors))
+    _dump_json(ctx.path("results_analysis.json"), out)
+    return {"path": str(ctx.path("results_analysis.json"))}
+
+
+def _stage_export(ctx: _Context, selectors: Sequence[str]) -> dict[str, Any]:
+    """Spectra as TH1D / N42 / Spe via :mod:`bege_psd.io.export`; fits as JSON."""
+    export = _import("bege_psd.io.export")
+    written = []
+    for which in RUNS:
+        spectra = _load_spectra(ctx, which)
+        if spectra is None:
+            continue
+        edges = spectra["edges"]
+        for key, counts in spectra.items():
+            if key == "edges":
+                continue
+            h = _as_hist(counts, edges)
+            stem = ctx.path("export", f"{which}_{key}")
+            for fmt in ctx.run.export_formats:
+                func = {"root": "write_th1", "n42": "write_n42", "spe": "write_spe"}[fmt]
+                if not hasattr(export, func):
+                    raise _Missing(f"bege_psd.io.export has no {func}")
+                ext = {"root": ".root", "n42": ".n42", "spe": ".Spe"}[fmt]
+                path = stem.with_suffix(ext)
+                getattr(export, func)(path, h)
+                written.append(str(path))
+    return {"files": written}
+
+
+def _as_hist(counts: NDArray[np.float64], edges: NDArray[np.float64]) -> Any:
+    import hist
+
+    h = hist.Hist(hist.axis.Variable(edges, name="energy", label="Energy [keV]"), storage=hist.storage.Weight())
+    h.view().value = counts
+    h.view().variance = counts
+    return h
+
+
+def _after_apply(ctx: _Context, runs: Mapping[str, Path | None], results: dict[str, Any]) -> None:
+    selectors = results.get("selectors", [])
+    applied = [f"apply_{w}" for w in runs if f"apply_{w}" in ctx.stamps]
+    ctx.stage("analyse", ["labels", "metrics"], after=applied or ["apply_calibration"], outputs=[ctx.path("results_analysis.json")], func=lambda: _stage_analyse(ctx, runs, selectors))
+    p = ctx.path("results_analysis.json")
+    if p.exists():
+        results["analysis"] = json.loads(p.read_text())
+    if ctx.run.export_formats:
+        ctx.stage("export", ["run"], after=["analyse"], outputs=[ctx.path("export")], func=lambda: _stage_export(ctx, selectors))
+    results["stages"] = [dataclasses.asdict(s) for s in ctx.stages]
+    _dump_json(ctx.path("results.json"), results)
+    if ctx.run.figures:
+        def figures() -> dict[str, Any]:
+            try:
+                plot = importlib.import_module("bege_psd.plot")
+            except ImportError as exc:
+                raise _Missing(f"plotting stack not available ({exc})") from exc
+            return {"figures": [str(f) for f in plot.make_all(ctx.results_dir, results)]}
+
+        ctx.stage("figures", ["report"], after=["analyse"], outputs=[ctx.path("figures")], func=figures)
+
+    def report() -> dict[str, Any]:
+        from .report import write_report
+
+        results["stages"] = [dataclasses.asdict(s) for s in ctx.stages]
+        md, html = write_report(ctx.results_dir, results, ctx.config.section("report"))
+        return {"markdown": str(md), "html": str(html)}
+
+    # the report shows stage status, so it is re-made whenever anything before it ran
+    ctx.stage("report", ["report"], after=["analyse"], extra={"stages": [(s.name, s.status) for s in ctx.stages]}, outputs=[ctx.path("report.md"), ctx.path("report.html")], func=report)

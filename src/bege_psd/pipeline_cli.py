@@ -1,0 +1,96 @@
+"""``bege-psd run CONFIG`` (the whole chain) and ``bege-psd report RESULTS_DIR``.
+
+``run`` mirrors :func:`bege_psd.pipeline.run_pipeline`; ``report`` mirrors
+:func:`bege_psd.report.write_report` (re-make the report of an existing results folder, e.g.
+after changing ``[report]``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+__all__ = ("register",)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .pipeline import run_pipeline
+
+    cfg = load_config(args.config)
+    if args.results_dir:
+        import dataclasses
+
+        run = dataclasses.replace(cfg.section("run"), results_dir=args.results_dir)
+        cfg = dataclasses.replace(cfg, sections={**cfg.sections, "run": run})
+    progress = not (args.quiet or os.environ.get("CI"))
+    res = run_pipeline(cfg, progress=progress, force=args.force)
+    out = sys.stdout
+    if not args.quiet:
+        for s in res.stages:
+            extra = f"  ({s.detail})" if s.status in ("missing", "failed") and s.detail else ""
+            print(f"  {s.name:<24} {s.status:<8} {s.seconds:7.1f} s{extra}", file=out)
+    if res.missing:
+        print(f"stages not available: {', '.join(res.missing)}", file=out)
+    report = res.report_html or res.report_md
+    if report is not None:
+        print(f"report: {report.resolve()}", file=out)
+        if res.report_md is not None and res.report_html is not None:
+            print(f"        {res.report_md.resolve()}", file=out)
+    else:
+        print(f"no report written; results in {res.results_dir.resolve()}", file=out)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .config import from_mapping
+    from .report import ReportConfig, write_report
+
+    config = None
+    if args.config:
+        from .config import load_config
+
+        config = load_config(args.config).section("report")
+    else:
+        import json
+        from pathlib import Path
+
+        p = Path(args.results_dir) / "config.json"
+        if p.exists():
+            stored = json.loads(p.read_text()).get("report")
+            if stored is not None:
+                config = from_mapping(ReportConfig, stored, where="report")
+    md, html = write_report(args.results_dir, None, config)
+    for p in (md, html):
+        if p is not None:
+            print(f"report: {p.resolve()}")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``run`` and ``report`` to the ``bege-psd`` command line."""
+    p = subparsers.add_parser(
+        "run",
+        help="the whole chain from a TOML config: runs -> models -> friend trees, spectra, report",
+        description=(
+            "Calibration run -> features -> energy calibration -> SSE template -> train A/E, GMM, "
+            "ACM -> apply to calibration and sample runs -> spectra, fits, metrics -> exports, "
+            "figures, report. Runs without a path in [run] are simulated. Stages whose stamp "
+            "matches the configuration are skipped (resume)."
+        ),
+    )
+    p.add_argument("config", help="TOML configuration (e.g. config/demo.toml)")
+    p.add_argument("--results-dir", help="override [run] results_dir")
+    p.add_argument("--force", action="store_true", help="re-run every stage, ignoring stamps")
+    p.set_defaults(func=_run)
+
+    r = subparsers.add_parser(
+        "report",
+        help="(re-)write report.md and report.html of a results folder",
+        description="Re-make the Markdown and HTML report of a results folder from its results.json and figures.",
+    )
+    r.add_argument("results_dir", help="results folder written by `bege-psd run`")
+    r.add_argument("--config", help="TOML file whose [report] section to use (default: the stored one)")
+    r.set_defaults(func=_report)
