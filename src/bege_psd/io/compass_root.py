@@ -1,0 +1,277 @@
+"""CoMPASS ROOT event files (trees ``Data_R``, ``Data``, ``Data_F``): reader and writer.
+
+Use :func:`bege_psd.io.read` / :func:`bege_psd.io.iterate` rather than this module directly;
+:func:`write_root` is exported as :func:`bege_psd.io.write_root`.
+
+CoMPASS stores the waveform as an unsplit ``TArrayS`` object branch ``Samples``. uproot's
+default interpretation converts it object by object (about 180 events/s); after checking
+that the branch really is an unsplit ``TArrayS`` (its interpretation is
+``AsObjects(Model_TArrayS)`` and it has no sub-branches) this reader uses
+``AsJagged(AsDtype(">i2"), header_bytes=4)`` (each entry is a big-endian int32 ``fN``
+followed by ``fN`` big-endian int16), which gives the same values as ``var * int16`` without
+Python loops, and cross-checks the first entry against the default interpretation. A plain
+jagged int16 ``Samples`` branch (what uproot writes, see :func:`write_root`) is also read.
+``Probe`` and ``EnergyShort`` are optional; unknown extra branches are kept under their names.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import awkward as ak
+import numpy as np
+import uproot
+
+from .._util import atomic_path
+from ..errors import CompassFormatError, MissingBranchError, nearest_names
+from ._events import RawChunk, check_probe, empty_waveforms, event_columns
+from .options import ReadOptions
+
+__all__ = ("TREE_NAMES", "TREE_TITLES", "iter_root", "write_root")
+
+log = logging.getLogger(__name__)
+
+#: tree names tried in order when none is given
+TREE_NAMES: tuple[str, ...] = ("Data_R", "Data", "Data_F")
+TREE_TITLES: dict[str, str] = {
+    "Data_R": "CoMPASS RAW events TTree",
+    "Data": "CoMPASS events TTree",
+    "Data_F": "CoMPASS filtered events TTree",
+}
+
+#: ROOT branch -> (event field, dtype); EnergyShort and calibrated energy are optional
+_SCALARS: dict[str, tuple[str, Any]] = {
+    "Board": ("board", np.uint16),
+    "Channel": ("channel", np.uint16),
+    "Timestamp": ("timestamp_ps", np.uint64),
+    "Energy": ("energy_adc", np.uint16),
+    "EnergyShort": ("energy_short", np.uint16),
+    "Flags": ("flags", np.uint32),
+}
+_REQUIRED = ("Channel", "Timestamp", "Board", "Energy", "Flags")
+#: branch names accepted for a calibrated energy (CoMPASS's own name is unknown; this package
+#: writes ``EnergyCal``)
+_CAL_NAMES = ("EnergyCal", "EnergyCalibrated", "EnergyCalib", "CalibEnergy", "Energy_cal")
+
+TARRAYS_INTERPRETATION = uproot.AsJagged(uproot.AsDtype(">i2"), header_bytes=4)
+
+
+def _open(path: Path) -> Any:
+    if not path.exists():
+        msg = f"{path}: no such file"
+        raise CompassFormatError(msg, path=str(path))
+    if path.stat().st_size == 0:
+        msg = f"{path}: empty file (expected a ROOT file with a CoMPASS tree)"
+        raise CompassFormatError(msg, path=str(path), offset=0)
+    try:
+        return uproot.open(path)
+    except Exception as exc:
+        msg = f"{path}: not a readable ROOT file ({type(exc).__name__}: {exc})"
+        raise CompassFormatError(msg, path=str(path), offset=0) from None
+
+
+def _find_tree(file: Any, path: Path, name: str | None) -> Any:
+    classes = file.classnames(recursive=False)
+    trees = [k.split(";")[0] for k, c in classes.items() if c == "TTree"]
+    wanted = (name,) if name else TREE_NAMES
+    for candidate in wanted:
+        if candidate in trees:
+            return file[candidate]
+    listing = ", ".join(
+        f"{k.split(';')[0]} ({classes[k]})"
+        for k in sorted(classes, key=lambda k: nearest_names(wanted[0], classes, n=0).index(k))
+    )
+    rntuple = [k for k, c in classes.items() if c == "ROOT::RNTuple"]
+    hint = (
+        " (an RNTuple, not a TTree: written by uproot from a dict; write with io.write_root)"
+        if rntuple
+        else ""
+    )
+    msg = (
+        f"{path}: no TTree named {' or '.join(wanted)}{hint}; the file holds "
+        f"(nearest first): {listing or 'nothing'}"
+    )
+    raise MissingBranchError(msg, path=str(path))
+
+
+def samples_interpretation(branch: Any, path: Path) -> tuple[Any, str]:
+    """The fast interpretation of a ``Samples`` branch and its kind (``"tarrays"`` / ``"jagged"``)."""
+    interp = branch.interpretation
+    if isinstance(interp, uproot.AsObjects):
+        model = getattr(interp, "model", None)
+        model_name = getattr(model, "__name__", str(model))
+        class_name = branch.member("fClassName", none_if_missing=True)
+        if ("TArrayS" in model_name or class_name == "TArrayS") and len(branch.branches) == 0:
+            return TARRAYS_INTERPRETATION, "tarrays"
+    elif isinstance(interp, uproot.AsJagged):
+        content = interp.content
+        dtype = getattr(content, "from_dtype", None)
+        if dtype is not None and dtype.kind in "iu" and dtype.itemsize == 2:
+            return interp, "jagged"
+    msg = (
+        f"{path}: branch Samples of tree {branch.tree.name} is {branch.typename!r} read as {interp}; "
+        f"expected an unsplit TArrayS object branch (CoMPASS) or a jagged 16-bit integer branch"
+    )
+    raise CompassFormatError(msg, path=str(path))
+
+
+def _cross_check(branch: Any, fast: Any, path: Path) -> None:
+    """Compare the first entry read through ``fast`` with uproot's own TArrayS model."""
+    n = min(2, branch.num_entries)
+    if n == 0:
+        return
+    slow = branch.array(entry_stop=n, library="np")
+    quick = branch.array(fast, entry_stop=n, library="np")
+    for i in range(n):
+        a = np.asarray(slow[i], dtype=np.int16)
+        b = np.asarray(quick[i], dtype=np.int16)
+        if a.shape != b.shape or not np.array_equal(a, b):
+            msg = (
+                f"{path}: entry {i}: Samples read as raw TArrayS bytes ({b.size} samples) differ from "
+                f"uproot's TArrayS streamer ({a.size} samples); the branch is not the CoMPASS encoding"
+            )
+            raise CompassFormatError(msg, path=str(path), entry=i)
+
+
+def _scalar(tree: Any, name: str, start: int, stop: int, dtype: Any) -> Any:
+    arr = tree[name].array(entry_start=start, entry_stop=stop, library="np")
+    return arr.astype(dtype, copy=False)
+
+
+def iter_root(path: Path, opts: ReadOptions, step_size: int | None) -> Iterator[RawChunk]:
+    """Yield :class:`RawChunk` s of ``step_size`` entries (all at once when ``None``)."""
+    with _open(path) as file:
+        tree = _find_tree(file, path, opts.tree)
+        names = list(tree.keys(recursive=False))
+        missing = [b for b in _REQUIRED if b not in names]
+        if missing:
+            listing = ", ".join(nearest_names(missing[0], names, n=0))
+            msg = (
+                f"{path}: tree {tree.name} lacks branch {missing[0]!r}"
+                + (f" (and {missing[1:]})" if len(missing) > 1 else "")
+                + f"; its branches (nearest first): {listing or 'none'}"
+            )
+            raise MissingBranchError(msg, path=str(path))
+        n_entries = int(tree.num_entries)
+        count_branches = set()
+        for name in names:
+            count = getattr(tree[name], "count_branch", None)
+            if count is not None:
+                count_branches.add(count.name)
+        samples = None
+        if "Samples" in names:
+            branch = tree["Samples"]
+            interp, kind = samples_interpretation(branch, path)
+            if int(branch.num_entries) != n_entries:
+                msg = (
+                    f"{path}: branch Samples has {branch.num_entries} entries but tree {tree.name} "
+                    f"has {n_entries}; expected one waveform per event"
+                )
+                raise CompassFormatError(
+                    msg, path=str(path), entry=min(n_entries, int(branch.num_entries))
+                )
+            if kind == "tarrays":
+                _cross_check(branch, interp, path)
+            samples = (branch, interp)
+        cal = next((c for c in _CAL_NAMES if c in names), None)
+        known = set(_SCALARS) | {"Probe", "Samples"} | count_branches | ({cal} if cal else set())
+        extras = [n for n in names if n not in known]
+        present = [b for b in _SCALARS if b in names]
+        step = n_entries if step_size is None else step_size
+        starts = range(0, n_entries, max(step, 1)) if n_entries else range(0)
+        for start in starts:
+            stop = min(start + step, n_entries)
+            cols = {_SCALARS[b][0]: _scalar(tree, b, start, stop, _SCALARS[b][1]) for b in present}
+            if cal is not None:
+                cols["energy_cal"] = _scalar(tree, cal, start, stop, np.float64)
+            if samples is not None:
+                wf = samples[0].array(samples[1], entry_start=start, entry_stop=stop, library="ak")
+                layout = ak.to_layout(wf)
+                if not isinstance(layout, ak.contents.ListOffsetArray):
+                    layout = ak.to_layout(ak.to_packed(wf))
+                offsets = np.asarray(layout.offsets.data, dtype=np.int64)
+                content = np.asarray(layout.content.data)
+                if content.dtype != np.int16:
+                    content = content.astype(np.int16)
+                if "Probe" in names:
+                    probe = _scalar(tree, "Probe", start, stop, np.int32)
+                    check_probe(str(path), probe, start, np.diff(offsets) > 0)
+            else:
+                offsets, content = empty_waveforms(stop - start)
+            extra_values = {
+                e: tree[e].array(entry_start=start, entry_stop=stop, library="ak") for e in extras
+            }
+            yield RawChunk(str(path), start, stop, cols, offsets, content, extra_values)
+
+
+def write_root(
+    path: str | Path,
+    events: Any,
+    tree: str = "Data_R",
+    *,
+    title: str | None = None,
+    basket_size: int = 20_000,
+) -> Path:
+    """Write events as a CoMPASS-style ROOT TTree (uproot; ``Samples`` as jagged int16).
+
+    Branches, in CoMPASS order: ``Channel/s``, ``Timestamp/l``, ``Board/s``, ``Energy/s``,
+    ``EnergyShort/s`` (when the events have ``energy_short``), ``EnergyCal/D`` (when they have
+    ``energy_cal``), ``Flags/i``, then ``Probe/I`` (= 1) and ``Samples`` when any event has a
+    waveform. Extra numeric fields are written as extra branches. uproot cannot write a
+    ``TArrayS`` object branch; CoMPASS-faithful fixtures come from ``tests/fixtures``.
+    The file is written atomically.
+    """
+    path = Path(path)
+    cols, offsets, content, extras = event_columns(events)
+    n = offsets.size - 1
+    types: dict[str, Any] = {
+        "Channel": np.uint16,
+        "Timestamp": np.uint64,
+        "Board": np.uint16,
+        "Energy": np.uint16,
+    }
+    data: dict[str, Any] = {
+        "Channel": cols["channel"],
+        "Timestamp": cols["timestamp_ps"],
+        "Board": cols["board"],
+        "Energy": cols["energy_adc"],
+    }
+    if "energy_short" in cols:
+        types["EnergyShort"] = np.uint16
+        data["EnergyShort"] = cols["energy_short"]
+    if "energy_cal" in cols:
+        types["EnergyCal"] = np.float64
+        data["EnergyCal"] = cols["energy_cal"]
+    types["Flags"] = np.uint32
+    data["Flags"] = cols["flags"]
+    has_waves = content.size > 0
+    if has_waves:
+        types["Probe"] = np.int32
+        types["Samples"] = "var * int16"
+        data["Probe"] = np.ones(n, dtype=np.int32)
+    for name, col in extras.items():
+        if name in types:
+            continue
+        types[name] = col.dtype
+        data[name] = col
+    with atomic_path(path) as tmp, uproot.recreate(tmp) as file:
+        out = file.mktree(
+            tree, types, title=title if title is not None else TREE_TITLES.get(tree, "")
+        )
+        for start in range(0, n, basket_size):
+            stop = min(start + basket_size, n)
+            chunk = {k: v[start:stop] for k, v in data.items()}
+            if has_waves:
+                sub = offsets[start : stop + 1]
+                chunk["Samples"] = ak.Array(
+                    ak.contents.ListOffsetArray(
+                        ak.index.Index64(sub - sub[0]),
+                        ak.contents.NumpyArray(content[sub[0] : sub[-1]]),
+                    )
+                )
+            out.extend(chunk)
+    log.debug("wrote %d events to %s (tree %s)", n, path, tree)
+    return path
