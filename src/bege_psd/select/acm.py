@@ -154,24 +154,39 @@ def _normalise_numpy(
 ) -> NDArray[np.float32]:
     """Baseline-subtract, flip to positive, min-max normalise to [0, 1], average ``downsample``
     consecutive samples (paper Sec. 4.1). Flat rows give NaN. ``wf`` is (n, n_samples)."""
+    n, ns = wf.shape
+    m = ns // downsample
+    out = np.empty((n, m), dtype=np.float32)
+    # blocks of rows keep the temporaries in cache (about 2x faster than whole-array passes)
+    step = 4096
+    for a in range(0, n, step):
+        out[a : a + step] = _normalise_block(
+            wf[a : a + step], polarity, baseline_samples, downsample
+        )
+    return out
+
+
+def _normalise_block(
+    wf: NDArray[Any], polarity: str, baseline_samples: int, downsample: int
+) -> NDArray[np.float32]:
     x = np.asarray(wf, dtype=np.float32)
     n, ns = x.shape
     nb = min(baseline_samples, ns)
-    x = x - x[:, :nb].mean(axis=1, keepdims=True)
+    x -= x[:, :nb].mean(axis=1, keepdims=True)
     if polarity == "negative":
-        x = -x
+        np.negative(x, out=x)
     elif polarity == "auto":
         # sign of the signal: the tail after the trigger sits above (positive) or below the baseline
         tail = x[:, ns - max(1, ns // 4) :].mean(axis=1)
-        x = np.where((tail < 0)[:, None], -x, x)
+        x *= np.where(tail < 0, -1.0, 1.0).astype(np.float32)[:, None]
     lo = x.min(axis=1, keepdims=True)
-    hi = x.max(axis=1, keepdims=True)
-    span = hi - lo
-    with np.errstate(invalid="ignore", divide="ignore"):
-        x = np.where(span > 0, (x - lo) / np.where(span > 0, span, 1.0), np.nan)
+    span = x.max(axis=1, keepdims=True) - lo
+    flat = span[:, 0] <= 0
+    x -= lo
+    x /= np.where(flat[:, None], np.float32(1.0), span)
+    x[flat] = np.nan
     m = ns // downsample
-    x = x[:, : m * downsample].reshape(n, m, downsample).mean(axis=2)
-    return np.ascontiguousarray(x, dtype=np.float32)
+    return x[:, : m * downsample].reshape(n, m, downsample).mean(axis=2, dtype=np.float32)
 
 
 def waveforms_to_input(
@@ -214,15 +229,22 @@ def waveforms_to_input(
             )
             raise SelectionError(msg)
         ns = int(lengths[0]) if lengths.size else 0
-        wf2 = np.zeros((len(counts), ns), dtype=np.int16)
-        if ns:
-            flat = ak.to_numpy(ak.flatten(waveforms[has], axis=1))
-            wf2[has] = flat.reshape(-1, ns)
+        if ns and has.all():
+            wf2 = ak.to_numpy(ak.flatten(waveforms, axis=1)).reshape(-1, ns)
+        else:
+            wf2 = np.zeros((len(counts), ns), dtype=np.int16)
+            if ns:
+                flat = ak.to_numpy(ak.flatten(waveforms[has], axis=1))
+                wf2[has] = flat.reshape(-1, ns)
     n_out = ns // config.downsample
-    x = np.full((wf2.shape[0], n_out), np.nan, dtype=np.float32)
-    if ns and has.any():
-        x[has] = _acm_input_impl(wf2[has], config, pol)
-    ok = has & np.isfinite(x).all(axis=1) if n_out else np.zeros(len(has), dtype=bool)
+    if ns and has.all():
+        x = _acm_input_impl(wf2, config, pol)
+    else:
+        x = np.full((wf2.shape[0], n_out), np.nan, dtype=np.float32)
+        if ns and has.any():
+            x[has] = _acm_input_impl(wf2[has], config, pol)
+    # a flat waveform is NaN on the whole row, so one column tells
+    ok = has & np.isfinite(x[:, 0]) if n_out else np.zeros(len(has), dtype=bool)
     return x, ok
 
 
