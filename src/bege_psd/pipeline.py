@@ -368,11 +368,8 @@ def _resolve_run(ctx: _Context, which: str) -> tuple[Path | None, dict[str, Any]
 
 def _iterate(ctx: _Context, source: Path, desc: str, **opts: Any) -> Iterator[Any]:
     iterate = _import("bege_psd.io:iterate")
-    io_cfg = ctx.config.section("io")
-    kwargs = {k: v for k, v in to_mapping(io_cfg).items() if v is not None}
-    kwargs["step_size"] = ctx.run.chunk_size
-    kwargs.update(opts)
-    yield from _progress(iterate(source, **kwargs), desc=desc, enabled=ctx.progress)
+    io_cfg = dataclasses.replace(ctx.config.section("io"), step_size=ctx.run.chunk_size, **opts)
+    yield from _progress(iterate(source, options=io_cfg), desc=desc, enabled=ctx.progress)
 
 
 def _truth_path(run_path: Path) -> Path | None:

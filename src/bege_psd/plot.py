@@ -81,7 +81,8 @@ def _label(ax: Any, simulated: bool, text: str = "") -> None:
     """Top-left experiment label: "bege-psd Simulation" for simulated data."""
     import mplhep as mh
 
-    mh.label.exp_label(exp="BEGe", text="Simulation" if simulated else text, data=not simulated, com=None, ax=ax, loc=0, rlabel="")
+    # with data=False mplhep itself writes "Simulation" after the experiment name
+    mh.label.exp_label(exp="BEGe", text="" if simulated else text, data=not simulated, com=None, ax=ax, loc=0, rlabel="")
 
 
 def _new(simulated: bool, **kw: Any) -> tuple[Any, Any]:
