@@ -21,15 +21,18 @@ Per peak ``i`` with net area ``N`` (counts), position ``mu``, width ``sigma``::
 
     peak(x)  = N * [(1 - eta) * Normal(x; mu, sigma) + eta * EMG_low(x; mu, sigma, tau)]
     step(x)  = h * N / (sigma * sqrt(2 pi)) * 0.5 * erfc((x - mu) / (sqrt(2) sigma))
-    bkg(x)   = b0 + b1 * (x - x_ref)
+    bkg(x)   = bkg_lo + (bkg_hi - bkg_lo) * (x - x_lo) / (x_hi - x_lo)     (linear models)
+    bkg(x)   = bkg_const                                                (gauss_const)
 
 ``peak`` integrates to ``N`` (the net area), so ``N`` is the fit parameter and Minos gives its
 interval directly. ``h`` is the step height relative to the Gaussian peak height (typically
 1e-3 to 1e-2); the step counts are background, not part of the net area. ``EMG_low`` is the
 exponentially modified Gaussian mirrored to the low-energy side,
 ``1/(2 tau) exp((x - mu)/tau + sigma^2/(2 tau^2)) erfc(((x - mu)/sigma + sigma/tau)/sqrt 2)``
-(RadWare gf3 / HYPERMET family: Phillips & Marlow, NIM 137 (1976) 525). ``b0`` is in counts per
-unit of x at the reference point ``x_ref`` (the window centre), ``b1`` in counts per unit^2.
+(RadWare gf3 / HYPERMET family: Phillips & Marlow, NIM 137 (1976) 525). The linear background is
+parameterised by its densities (counts per unit of x) at the window edges ``x_lo = x_ref - hw``
+and ``x_hi = x_ref + hw``, so that the default limits ``>= 0`` keep it non-negative over the
+whole window (a negative expectation would break the Poisson likelihood).
 
 The binned likelihood needs expected counts per bin, i.e. differences of an antiderivative at
 the bin edges: :meth:`PeakModel.cdf` returns that antiderivative (its constant is arbitrary,
@@ -97,12 +100,13 @@ class PeakModel:
 
     Build it with :func:`make_model`. ``names`` lists the parameters in call order:
     ``area_i``, ``mu_i`` (and ``step_i``) per peak, then ``sigma``, (``tail_frac``,
-    ``tail_tau``), ``bkg_const`` and (``bkg_slope``).
+    ``tail_tau``), then ``bkg_lo``, ``bkg_hi`` (linear models) or ``bkg_const``.
     """
 
     kind: str
     n_peaks: int
     x_ref: float
+    half_width: float
     has_step: bool
     has_tail: bool
     has_slope: bool
@@ -124,8 +128,11 @@ class PeakModel:
         if self.has_tail:
             eta, tau = float(params[k]), float(params[k + 1])
             k += 2
-        b0 = float(params[k])
-        b1 = float(params[k + 1]) if self.has_slope else 0.0
+        if self.has_slope:
+            lo_, hi_ = float(params[k]), float(params[k + 1])
+            b0, b1 = 0.5 * (lo_ + hi_), 0.5 * (hi_ - lo_) / self.half_width
+        else:
+            b0, b1 = float(params[k]), 0.0
         return peaks, sigma, eta, tau, b0, b1
 
     def cdf(self, x: ArrayLike, *params: float) -> NDArray[np.float64]:
@@ -189,12 +196,19 @@ class PeakModel:
         return float(shape[1] - shape[0])
 
 
-def make_model(kind: str, n_peaks: int, x_ref: float = 0.0) -> PeakModel:
-    """Build a :class:`PeakModel` of ``kind`` (see :data:`MODELS`) with ``n_peaks`` peaks."""
+def make_model(kind: str, n_peaks: int, x_ref: float = 0.0, half_width: float = 1.0) -> PeakModel:
+    """Build a :class:`PeakModel` of ``kind`` (see :data:`MODELS`) with ``n_peaks`` peaks.
+
+    ``x_ref`` and ``half_width`` fix the window ``[x_ref - half_width, x_ref + half_width]``
+    at whose edges the linear background parameters ``bkg_lo``/``bkg_hi`` are defined.
+    """
     from ..errors import FitError, nearest_names
 
     if kind not in MODELS:
         msg = f"unknown peak model {kind!r}; known models (nearest first): {', '.join(nearest_names(kind, MODELS, n=0))}"
+        raise FitError(msg)
+    if not half_width > 0:
+        msg = f"half_width must be positive, got {half_width}"
         raise FitError(msg)
     if n_peaks < 1:
         msg = f"a peak model needs at least one peak, got n_peaks={n_peaks}"
@@ -208,13 +222,15 @@ def make_model(kind: str, n_peaks: int, x_ref: float = 0.0) -> PeakModel:
     names.append("sigma")
     if has_tail:
         names += ["tail_frac", "tail_tau"]
-    names.append("bkg_const")
     if has_slope:
-        names.append("bkg_slope")
+        names += ["bkg_lo", "bkg_hi"]
+    else:
+        names.append("bkg_const")
     return PeakModel(
         kind=kind,
         n_peaks=n_peaks,
         x_ref=float(x_ref),
+        half_width=float(half_width),
         has_step=has_step,
         has_tail=has_tail,
         has_slope=has_slope,

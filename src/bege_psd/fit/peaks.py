@@ -96,6 +96,7 @@ class FitResult:
     pvalue: float
     areas: tuple[PeakArea, ...]
     x_ref: float
+    half_width: float
     fixed: tuple[str, ...] = ()
     at_limit: tuple[str, ...] = ()
     nfcn: int = 0
@@ -105,7 +106,7 @@ class FitResult:
     @property
     def model_function(self) -> PeakModel:
         """The fitted :class:`~bege_psd.fit.models.PeakModel` (call with ``*self.parameters``)."""
-        return make_model(self.model, len(self.peaks), self.x_ref)
+        return make_model(self.model, len(self.peaks), self.x_ref, self.half_width)
 
     @property
     def parameters(self) -> tuple[float, ...]:
@@ -143,6 +144,7 @@ class FitResult:
             "pvalue": float(self.pvalue),
             "areas": [a.to_dict() for a in self.areas],
             "x_ref": self.x_ref,
+            "half_width": self.half_width,
             "fixed": list(self.fixed),
             "at_limit": list(self.at_limit),
             "fwhm": list(self.fwhm),
@@ -258,9 +260,11 @@ def _starting_values(
     if model.has_tail:
         start["tail_frac"] = 0.1
         start["tail_tau"] = 2.0 * sigma0
-    start["bkg_const"] = float(b0)
     if model.has_slope:
-        start["bkg_slope"] = float(b1)
+        start["bkg_lo"] = max(float(b0 - b1 * model.half_width), 0.0)
+        start["bkg_hi"] = max(float(b0 + b1 * model.half_width), 0.0)
+    else:
+        start["bkg_const"] = max(float(b0), 0.0)
     return start, sigma0
 
 
@@ -326,7 +330,8 @@ def fit_peaks(
         ``{name: (lo, hi)}`` overriding the default limits (``None`` = unbounded). Defaults:
         ``area_i >= 0``; ``mu_i`` within 3 sigma (at least 2 bins) of its start; ``sigma`` in
         ``[0.2, 5] x`` its start; ``step_i`` in ``[0, 1]``; ``tail_frac`` in ``[0, 0.9]``;
-        ``tail_tau`` in ``[0.2, 20] x sigma`` start.
+        ``tail_tau`` in ``[0.2, 20] x sigma`` start; background parameters ``>= 0`` (pass
+        ``limits={"bkg_lo": (None, None), ...}`` for background-subtracted spectra).
     start
         Starting values overriding the automatic ones.
     fwhm
@@ -362,7 +367,11 @@ def fit_peaks(
     values, variances, edges = histogram_arrays(h)
     lo, hi = float(window[0]), float(window[1])
     i0, i1 = _select_window(edges, (lo, hi))
-    m_model = make_model(model, len(peaks), 0.5 * (lo + hi))
+    if i1 <= i0:
+        msg = f"fit window ({lo}, {hi}) holds no full bin of the spectrum"
+        raise FitError(msg)
+    x_lo, x_hi = float(edges[i0]), float(edges[i1])
+    m_model = make_model(model, len(peaks), 0.5 * (x_lo + x_hi), 0.5 * (x_hi - x_lo))
     n_bins = i1 - i0
     if n_bins < len(m_model.names) + 2:
         msg = (
@@ -410,6 +419,9 @@ def fit_peaks(
         if m_model.has_step:
             default_limits[f"step_{i}"] = (0.0, 1.0)
     default_limits["sigma"] = (0.2 * sigma0, 5.0 * sigma0)
+    for k in ("bkg_lo", "bkg_hi", "bkg_const"):
+        if k in m_model.names:
+            default_limits[k] = (0.0, None)
     if m_model.has_tail:
         default_limits["tail_frac"] = (0.0, 0.9)
         default_limits["tail_tau"] = (0.2 * sigma0, 20.0 * sigma0)
@@ -534,6 +546,7 @@ def fit_peaks(
         pvalue=pvalue,
         areas=tuple(areas),
         x_ref=m_model.x_ref,
+        half_width=m_model.half_width,
         fixed=tuple(fixed),
         at_limit=tuple(at_limit),
         nfcn=int(m.nfcn),
