@@ -386,6 +386,10 @@ def iter_bin(
         )
     recsize = fixed + 2 * ns0
     use_struct = ns0 >= 0 and ns0 <= _MAX_PLAUSIBLE_NS and (size - pos) % recsize == 0
+    if pos >= size:  # header only: no events, but the layout (fields) is known
+        cols = _columns_from_struct(np.zeros(0, dtype=layout.fixed))
+        offsets, content = empty_waveforms(0)
+        yield layout, RawChunk(str(path), 0, 0, cols, offsets, content)
     while pos < size:
         if use_struct:
             dtype = layout.record_dtype(ns0)
@@ -396,7 +400,8 @@ def iter_bin(
                 if ns0:
                     content = np.ascontiguousarray(rec["samples"]).view(np.int16).reshape(-1)
                     offsets = np.arange(m + 1, dtype=np.int64) * ns0
-                    check_probe(str(path), rec["code"], entry)
+                    if "code" in (rec.dtype.names or ()):
+                        check_probe(str(path), rec["code"], entry)
                 else:
                     offsets, content = empty_waveforms(m)
                 yield layout, RawChunk(str(path), entry, entry + m, cols, offsets, content)

@@ -311,6 +311,9 @@ def iter_csv(
         step = step_size or (1 << 62)
         while True:
             raw = list(itertools.islice(fh, step))
+            if not raw and entry == 0 and line_no <= 2:  # header only: one empty chunk
+                yield names, _parse_block(path, names, [], line_no, 0, opts)
+                break
             if not raw:
                 break
             chunk = _parse_block(path, names, raw, line_no, entry, opts)

@@ -181,7 +181,7 @@ def iter_root(path: Path, opts: ReadOptions, step_size: int | None) -> Iterator[
         extras = [n for n in names if n not in known]
         present = [b for b in _SCALARS if b in names]
         step = n_entries if step_size is None else step_size
-        starts = range(0, n_entries, max(step, 1)) if n_entries else range(0)
+        starts = range(0, max(n_entries, 1), max(step, 1))  # an empty tree gives one empty chunk
         for start in starts:
             stop = min(start + step, n_entries)
             cols = {_SCALARS[b][0]: _scalar(tree, b, start, stop, _SCALARS[b][1]) for b in present}
