@@ -266,6 +266,7 @@ class _Context:
         outputs: Sequence[Path] = (),
         func: Callable[[], Any],
         stamp_dir: Path | None = None,
+        optional: bool = False,
     ) -> Any:
         """Run ``func`` unless its stamp matches; return its (JSON) result or the stamped one."""
         key = stable_hash(
@@ -299,6 +300,13 @@ class _Context:
         except _Missing as exc:
             log.warning("stage %s: not available: %s", name, exc)
             self.stages.append(StageRecord(name, "missing", time.perf_counter() - t0, str(exc)))
+            return None
+        except BegePsdError as exc:
+            if not optional:
+                raise
+            # one selector that cannot be trained must not stop the others
+            log.error("stage %s failed: %s", name, exc)
+            self.stages.append(StageRecord(name, "failed", time.perf_counter() - t0, str(exc)))
             return None
         seconds = time.perf_counter() - t0
         _dump_json(
@@ -446,8 +454,9 @@ def _stage_template(ctx: _Context, cal_path: Path) -> dict[str, Any]:
         msg = f"no event of {cal_path} in the DEP window [{lo}, {hi}] keV; cannot build the SSE template"
         raise BegePsdError(msg)
     events = ak.concatenate(picked)
-    events.attrs.update(attrs)
-    tmpl = dsp.SSETemplate.build(events, ctx.config.section("dsp"))
+    _set_attrs(events, attrs)
+    energy = to_kev(_np(events["energy_adc"]))
+    tmpl = dsp.SSETemplate.build(events, energy, (lo, hi), ctx.config.section("dsp"))
     out = ctx.path("models", "sse_template.npz")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmpl.save(out)
@@ -541,7 +550,7 @@ def _acm_training_table(ctx: _Context, cal_path: Path) -> Any:
             attrs = dict(chunk.attrs)
         start = stop
     table = ak.concatenate(parts) if parts else feats[:0]
-    table.attrs.update(attrs)
+    _set_attrs(table, attrs)
     return table
 
 
@@ -606,7 +615,7 @@ def _stage_apply(ctx: _Context, which: str, run_path: Path, selectors: Sequence[
             for name in f.fields:
                 if name not in ("entry", "flags"):
                     table = ak.with_field(table, f[name], name)
-            table.attrs.update(chunk.attrs)
+            _set_attrs(table, chunk.attrs)
             energy = _np(f["energy_kev"])
             cols = {k: _np(f[k], None) for k in f.fields if k != "entry"}
             ok_range = (energy >= lo) & (energy <= hi)
@@ -740,6 +749,7 @@ def run_pipeline(
                 f"train_{name}", [SELECTORS[name][1], "labels"], after=["features_calibration"],
                 extra={"acm_max": ctx.run.acm_train_max_events, "seed": ctx.run.seed} if name == "acm" else None,
                 outputs=[_model_path(ctx, name)], func=lambda n=name: _stage_train(ctx, n, cal),
+                optional=True,
             )
             if r is not None:
                 trained.append(name)
@@ -1069,7 +1079,7 @@ def _after_apply(ctx: _Context, runs: Mapping[str, Path | None], results: dict[s
                 raise _Missing(f"plotting stack not available ({exc})") from exc
             return {"figures": [str(f) for f in plot.make_all(ctx.results_dir, results)]}
 
-        ctx.stage("figures", ["report"], after=["analyse"], outputs=[ctx.path("figures")], func=figures)
+        ctx.stage("figures", ["labels"], after=["analyse"], outputs=[ctx.path("figures")], func=figures)
 
     def report() -> dict[str, Any]:
         from .report import write_report
@@ -1080,3 +1090,9 @@ def _after_apply(ctx: _Context, runs: Mapping[str, Path | None], results: dict[s
 
     # the report shows stage status, so it is re-made whenever anything before it ran
     ctx.stage("report", ["report"], after=["analyse"], extra={"stages": [(s.name, s.status) for s in ctx.stages]}, outputs=[ctx.path("report.md"), ctx.path("report.html")], func=report)
+
+
+def _set_attrs(array: Any, attrs: Mapping[str, Any]) -> None:
+    """Copy chunk attributes (source_file, sample_period_ns, polarity, ...) onto ``array``."""
+    for key, value in attrs.items():
+        array.attrs[key] = value

@@ -119,7 +119,7 @@ def build_blocks(results: Mapping[str, Any], figures: Sequence[Path], config: Re
     b.append(Block("table", header=("stage", "status", "seconds", "detail"), rows=tuple((s["name"], {"skipped": "up to date (skipped)"}.get(s["status"], s["status"]), _fmt(round(s.get("seconds", 0.0), 1)), s.get("detail", "")) for s in stages)))
     missing = [s["name"] for s in stages if s["status"] in ("missing", "failed")]
     if missing:
-        b.append(Block("text", "**Missing stages:** " + ", ".join(missing) + ". Their results are absent from this report."))
+        b.append(Block("text", "**Stages missing or failed:** " + ", ".join(missing) + ". Their results are absent from this report (see the detail column)."))
 
     apply = results.get("apply", {})
     if apply:
