@@ -453,12 +453,17 @@ def fit_peaks(
         for k in fixed:
             m.fixed[k] = True
 
-    m.migrad(ncall=ncall)
-    if not m.valid:
-        log.debug("MIGRAD not valid for window %s; retrying after SIMPLEX", (lo, hi))
-        m.simplex(ncall=ncall).migrad(ncall=ncall)
-    m.hesse()
-    valid = bool(m.valid and m.fmin is not None and m.fmin.has_accurate_covar)
+    if m.nfit == 0:  # everything fixed: evaluate the likelihood only
+        valid = True
+        fval = float(cost(*[m.values[k] for k in m_model.names]))
+    else:
+        m.migrad(ncall=ncall)
+        if not m.valid:
+            log.debug("MIGRAD not valid for window %s; retrying after SIMPLEX", (lo, hi))
+            m.simplex(ncall=ncall).migrad(ncall=ncall)
+        m.hesse()
+        valid = bool(m.valid and m.fmin is not None and m.fmin.has_accurate_covar)
+        fval = float(m.fval)
 
     minos_out: dict[str, tuple[float, float]] = {}
     if minos and valid:
@@ -484,13 +489,13 @@ def fit_peaks(
     errs = {k: float(m.errors[k]) if k not in fixed else 0.0 for k in m_model.names}
     npar = len(m_model.names)
     cov = np.zeros((npar, npar))
-    if m.covariance is not None:
+    if m.nfit > 0 and m.covariance is not None:
         cov = np.array(m.covariance, dtype=np.float64)
         for j, k in enumerate(m_model.names):
             if k in fixed:
                 cov[j, :] = 0.0
                 cov[:, j] = 0.0
-    chi2 = float(m.fval)
+    chi2 = fval
     ndof = int(n_bins - m.nfit)
     pvalue = float(stats.chi2.sf(chi2, ndof)) if ndof > 0 else float("nan")
 
