@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -85,10 +86,11 @@ def read_header(path: Path) -> tuple[str, ...] | None:
         first = fh.readline()
     if not first.strip():
         return None
-    names = tuple(p.strip().decode("ascii", "replace").upper() for p in _fields(first))
-    if (names and names[0] in CSV_COLUMNS) or "TIMETAG" in names:
-        return names
-    return None
+    parts = _fields(first)
+    # a data row starts with the board number; anything else in the first field is a header
+    if re.fullmatch(rb"\s*-?[0-9]+\s*", parts[0]):
+        return None
+    return tuple(p.strip().decode("ascii", "replace").upper() for p in parts)
 
 
 def _check_header(path: Path, names: tuple[str, ...]) -> None:
@@ -206,15 +208,16 @@ def _parse_block(
     for j, name in enumerate(names[:nscal]):
         field, dtype = CSV_COLUMNS[name]
         values, bad = _parse_column(path, name, tokens[starts + j], lines, dtype)
-        if np.any(bad):
-            i = int(np.argmax(bad))
+        new_bad = bad & ~bad_rows
+        if np.any(new_bad):
+            i = int(np.argmax(new_bad))
             expect = (
                 "a hexadecimal flag word" if name == "FLAGS" else f"a {np.dtype(dtype).name} number"
             )
             skipped.append(
                 _bad_field(path, int(lines[i]), name, bytes(tokens[starts[i] + j]), expect, opts)
             )
-            for r in np.flatnonzero(bad & ~bad_rows)[1:]:
+            for r in np.flatnonzero(new_bad)[1:]:
                 skipped.append({"file": str(path), "entry": int(lines[r]), "reason": f"bad {name}"})
             bad_rows |= bad
         cols[field] = values
@@ -238,8 +241,9 @@ def _parse_block(
                     bad_s[i] = not -32768 <= wide[i] <= 65535
                 except ValueError:
                     bad_s[i] = True
+        row_of = np.repeat(np.arange(n), nsamp)
+        bad_s &= ~bad_rows[row_of]  # a row already skipped for a scalar field is counted once
         if np.any(bad_s):
-            row_of = np.repeat(np.arange(n), nsamp)
             rows = np.unique(row_of[bad_s])
             i = int(np.argmax(bad_s))
             skipped.append(
