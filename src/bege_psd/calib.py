@@ -303,6 +303,8 @@ def _match_lines(
     lines_arr = np.sort(np.asarray(lines, dtype=np.float64))
     gmin, gmax = cfg.gain_range_kev_per_adc
     best: tuple[int, float, float, float, float] | None = None  # (n, score, -rms, gain, offset)
+    # two peaks always match two lines exactly: a credible map must explain a third one
+    need = min(3, lines_arr.size)
     order_ch = np.argsort(ch_all)
     ch_sorted = ch_all[order_ch]
     for i, j in itertools.combinations(anchors, 2):
@@ -325,7 +327,7 @@ def _match_lines(
             dmin = d.min(axis=0)
             hit = dmin <= cfg.match_tolerance_kev
             n = int(hit.sum())
-            if n < 2:
+            if n < need:
                 continue
             nearest = np.where(np.argmin(d, axis=0) == 0, order_ch[np.maximum(k - 1, 0)], order_ch[k])
             score = float(np.sum(np.log1p(sig_all[nearest[hit]])))
@@ -335,7 +337,7 @@ def _match_lines(
                 best = key
     if best is None:
         msg = (
-            f"no linear map matches two or more of the lines {list(lines_arr)} keV to the "
+            f"no linear map matches {need} or more of the lines {list(lines_arr)} keV to the "
             f"{ch_all.size} peaks found (channels {sorted(ch_all.astype(int).tolist())[:20]}); "
             "check the line list, gain_range_kev_per_adc and prominence_sigma"
         )
@@ -476,8 +478,8 @@ def calibrate(
         except BegePsdError as exc:
             log.warning("line %.3f keV at channel %.0f: fit not possible (%s); skipped", e, ch, exc)
             continue
-        if not r.valid or "mu_0" in r.at_limit or "sigma" in r.at_limit:
-            log.warning("line %.3f keV at channel %.0f: fit not valid; skipped", e, ch)
+        if not r.valid or "mu_0" in r.at_limit or "sigma" in r.at_limit or r.areas[0].area < 3 * r.areas[0].error:
+            log.warning("line %.3f keV at channel %.0f: fit not valid or not significant; skipped", e, ch)
             continue
         e_line.append(e)
         mu.append(r.values["mu_0"])
