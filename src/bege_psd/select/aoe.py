@@ -19,9 +19,14 @@ Two ways to use the result
   returns ``c_low``; the survival fractions of the DEP/SEP/FEP/Compton quoted by GERDA (SEP
   5-15 %, FEP 8-18 %, Compton 25-50 %) refer to *this* cut.
 - MSE-keeping score (what this package uses to suppress the Compton continuum): the score is
-  ``Phi(-c)`` (normal CDF of minus the classifier), so low A/E means a high score. The working
-  point ``threshold = Phi(-c_low)`` keeps exactly the events the GERDA cut rejects (``c <=
-  c_low``): the *complement*; at "90 % DEP acceptance" this mask keeps about 10 % of the DEP.
+  ``F(-c)`` with ``F`` the standard Cauchy CDF, ``score = 1/2 - arctan(c) / pi``, so low A/E
+  means a high score and ``c = 0`` (the SSE band centre) scores 0.5. A Cauchy rather than a
+  normal CDF because MSE events sit tens of sigma below the band, where a normal CDF rounds to
+  exactly 1.0 in float64 and the events could no longer be ordered for a kept-fraction
+  threshold; the map is strictly monotone for any finite ``c``, so a cut on the score is a cut
+  on ``c``. The working point ``threshold = F(-c_low)`` keeps exactly the events the GERDA cut
+  rejects (``c <= c_low``): the *complement*; at "90 % DEP acceptance" this mask keeps about
+  10 % of the DEP.
   Alternatively the threshold is set for a target kept fraction in an energy range
   (:meth:`AoESelector.with_kept_fraction`), to compare A/E with GMM and ACM at the same number
   of kept events, as the paper's authors did.
@@ -57,6 +62,7 @@ __all__ = (
     "AoESelector",
     "net_peak_counts",
     "net_survival",
+    "score_from_classifier",
     "table_columns",
     "threshold_for_kept_fraction",
 )
@@ -327,8 +333,13 @@ def _nnls_width(e: NDArray[np.float64], rel: NDArray[np.float64], err: NDArray[n
 # ----------------------------------------------------------------------------- selector
 
 
+def score_from_classifier(c: ArrayLike) -> NDArray[np.float64]:
+    """``1/2 - arctan(c) / pi``: the standard Cauchy CDF of ``-c``; strictly decreasing in ``c``."""
+    return np.asarray(0.5 - np.arctan(np.asarray(c, dtype=np.float64)) / np.pi)
+
+
 class AoESelector:
-    """A/E corrected for its energy dependence; score ``Phi(-c)`` (1 = low A/E = MSE-like).
+    """A/E corrected for its energy dependence; score ``1/2 - arctan(c)/pi`` (1 = low A/E = MSE-like).
 
     Parameters
     ----------
@@ -423,7 +434,7 @@ class AoESelector:
         )  # fmt: skip
         if cfg.threshold_mode == "dep_acceptance":
             self.cut_value = self.sse_cut_value(table, cfg.dep_acceptance)
-            self.threshold = float(_phi(np.array([-self.cut_value]))[0])
+            self.threshold = float(score_from_classifier(self.cut_value))
         elif cfg.threshold_mode == "kept_fraction":
             self.threshold = threshold_for_kept_fraction(
                 self.score(table),
@@ -463,8 +474,8 @@ class AoESelector:
         return c
 
     def score(self, table: Any) -> NDArray[np.float64]:
-        """``Phi(-c)`` in [0, 1]: 1 = low A/E = MSE-like; NaN for unusable events."""
-        return _phi(-self.classifier(table))
+        """``1/2 - arctan(c)/pi`` in (0, 1): 1 = low A/E = MSE-like; NaN for unusable events."""
+        return score_from_classifier(self.classifier(table))
 
     def mask(self, table: Any) -> NDArray[np.bool_]:
         """Kept (MSE-like) events: ``score >= threshold``; NaN scores are not kept."""
@@ -578,7 +589,7 @@ class AoESelector:
             "cut_value": self.cut_value,
             "slices": self.slices,
             "training": self.training,
-            "score_definition": "Phi(-c), c = (A/E / mu(E) - 1) / sigma(E); 1 = MSE-like",
+            "score_definition": "1/2 - arctan(c)/pi, c = (A/E / mu(E) - 1) / sigma(E); 1 = MSE-like",
         }
 
     def save(self, path: str | os.PathLike[str]) -> Path:

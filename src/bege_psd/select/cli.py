@@ -98,7 +98,7 @@ def write_scores(path: Path, name: str, score: Any, mask: Any, metadata: dict[st
         return write_friend(path, [cols], tree="PSD", metadata=metadata)
     if path.suffix == ".npz":
         with atomic_path(path) as tmp, tmp.open("wb") as fh:
-            np.savez(fh, **cols)
+            np.savez(fh, **cols)  # type: ignore[arg-type]
         return path
     if path.suffix == ".csv":
         buf = io.StringIO()

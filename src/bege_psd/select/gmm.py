@@ -470,7 +470,7 @@ class GMMSelector:
             if rt_means is None:
                 return None
             if k_comp == 2:
-                return np.arange(2) == int(np.argmax(rt_means))
+                return np.asarray(np.arange(2) == int(np.argmax(rt_means)))
             return np.asarray(rt_means > np.average(rt_means, weights=w))
 
         problems: list[str] = []
