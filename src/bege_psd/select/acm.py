@@ -480,6 +480,11 @@ class ACMSelector:
         tr, va = _split(sample, cfg.validation_fraction, rng)
         self.n_input = int(x.shape[1])
         enc, dec, ae = _build_autoencoder(keras, self.n_input, cfg)
+        # start the linear output at the mean waveform: the loss then starts at the input
+        # variance instead of ~1, which saves many epochs on 2 cores
+        out_layer = dec.get_layer("reconstruction")
+        kernel, _ = out_layer.get_weights()
+        out_layer.set_weights([kernel, x[tr].mean(axis=0).astype(np.float32)])
         ae.compile(optimizer=keras.optimizers.Adam(cfg.ae_learning_rate), loss="mse")
         stop = keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=cfg.ae_patience, restore_best_weights=True
