@@ -734,12 +734,14 @@ def run_pipeline(
                     run_info[which]["metadata"] = {k: getattr(meta, k) for k in ("live_time_s", "real_time_s", "sample_period_ns", "record_length", "run_id") if hasattr(meta, k)}
         res = ctx.stage("calibrate", ["calib", "io"], after=["input_calibration"], outputs=[ctx.path("calibration.json")], func=lambda: _stage_calibrate(ctx, cal), extra={"chunk": ctx.run.chunk_size})
         results["calibration"] = res
-        ctx.stage("template", ["dsp", "labels", "io"], after=["calibrate"], outputs=[ctx.path("models", "sse_template.npz")], func=lambda: _stage_template(ctx, cal))
+        ctx.stage("template", ["dsp", "labels", "io"], after=["calibrate"], outputs=[ctx.path("models", "sse_template.npz")], func=lambda: _stage_template(ctx, cal), optional=True)
         for which, p in runs.items():
             if p is None:
                 continue
             ctx.stage(
-                f"features_{which}", ["dsp", "io"], after=["calibrate", "template", f"input_{which}"],
+                # without a template (too few DEP events) l1_to_sse is NaN and the rest goes on
+                f"features_{which}", ["dsp", "io"], after=["calibrate", f"input_{which}"],
+                extra={"template": ctx.stamps.get("template", "none")},
                 outputs=[ctx.path("features", f"{which}.root")], func=lambda w=which, q=p: _stage_features(ctx, w, q),
             )
         available = _select_available(ctx)
