@@ -56,11 +56,19 @@ class DetectorConfig:
     )
     dead_layer_mm: float = field(default=0.7, metadata={"min": 0.0, "max": 3.0})
     transition_layer_mm: float = field(
-        default=0.0,
+        default=0.3,
         metadata={
             "min": 0.0,
             "max": 3.0,
-            "doc": "partial charge collection below the dead layer (linear 0->1)",
+            "doc": "partial, delayed charge collection below the dead layer (linear 0->1)",
+        },
+    )
+    transition_delay_ns: float = field(
+        default=1000.0,
+        metadata={
+            "min": 0.0,
+            "max": 20000.0,
+            "doc": "diffusion delay of charge created at the dead-layer side of the transition layer",
         },
     )
     impurity_pplus_face_cm3: float = field(

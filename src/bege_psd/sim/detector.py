@@ -72,12 +72,13 @@ __all__ = (
     "drift_signal",
     "drift_velocity_mm_per_ns",
     "solve_fields",
+    "transition_delay_ns",
 )
 
 log = logging.getLogger(__name__)
 
 #: Bumped whenever the physics or the file layout of the library changes (invalidates caches).
-LIBRARY_VERSION = 1
+LIBRARY_VERSION = 2
 
 _E_CHARGE = 1.602176634e-19  # C
 _EPS0 = 8.8541878128e-12  # F/m
@@ -126,6 +127,24 @@ def charge_collection_efficiency(
     if cfg.transition_layer_mm > 0:
         return np.clip((d - cfg.dead_layer_mm) / cfg.transition_layer_mm, 0.0, 1.0)
     return (d >= cfg.dead_layer_mm).astype(np.float64)
+
+
+def transition_delay_ns(
+    r_mm: NDArray[np.float64], z_mm: NDArray[np.float64], cfg: DetectorConfig
+) -> NDArray[np.float64]:
+    """Time constant (ns) of the delayed arrival of charge from the transition layer.
+
+    Charges created in the partly depleted lithium-diffused layer reach the active volume by
+    diffusion; the delay grows with the square of the distance still to cover:
+    ``tau = transition_delay_ns * (1 - u)^2`` with ``u`` the depth fraction across the layer
+    (0 at the dead-layer boundary, 1 at the active volume). 0 outside the layer.
+    """
+    d = distance_to_nplus_mm(r_mm, z_mm, cfg)
+    if cfg.transition_layer_mm <= 0 or cfg.transition_delay_ns <= 0:
+        return np.zeros_like(d)
+    u = (d - cfg.dead_layer_mm) / cfg.transition_layer_mm
+    inside = (u > 0.0) & (u < 1.0)
+    return np.where(inside, cfg.transition_delay_ns * (1.0 - np.clip(u, 0.0, 1.0)) ** 2, 0.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -763,7 +782,7 @@ class PulseLibrary:
             )
             raise SimulationError(msg)
         # charge cloud: spread in arrival time sigma(T) / v_arrival
-        sigma_mm = np.sqrt(cfg.cloud_sigma0_mm**2 + 2.0 * cfg.diffusion_cm2_per_s * 1e-6 * 1e2 * th)
+        sigma_mm = np.sqrt(cfg.cloud_sigma0_mm**2 + 2.0 * cfg.diffusion_cm2_per_s * 1e-7 * th)
         v_safe = np.maximum(va, 1e-3)
         sigma_steps = np.minimum(sigma_mm / v_safe, 100.0) / dt
         sigma_steps[th <= 0] = 0.0

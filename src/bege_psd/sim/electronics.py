@@ -42,7 +42,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from ..errors import SimulationError
 from .config_detector import DetectorConfig, ElectronicsConfig
-from .detector import PulseLibrary, charge_collection_efficiency
+from .detector import PulseLibrary, charge_collection_efficiency, transition_delay_ns
 
 __all__ = (
     "FLAG_ENERGY_SATURATED",
@@ -132,21 +132,37 @@ def _event_signal(
     weights: NDArray[np.float64],
     t_coll: NDArray[np.float64],
     e_dep: NDArray[np.float64],
+    tau_dep: NDArray[np.float64],
     align: float,
     inv_dt: float,
 ) -> float:
+    """Noiseless signal (keV) at time t of the prompt deposits (``tau_dep == 0``) of one event."""
     s = 0.0
     for d in range(d0, d1):
-        if e_dep[d] == 0.0:
+        if e_dep[d] == 0.0 or tau_dep[d] > 0.0:
             continue
         s += e_dep[d] * _pulse_value(table, corners, weights, d, (t - t_coll[d]) * inv_dt + align)
     return s
 
 
 @nb.njit(cache=True, nogil=True)
+def _find_crossing(buf: NDArray[np.float64], n: int, target: float) -> float:
+    """Fractional index where ``buf`` first reaches ``target`` (-1 if never)."""
+    for k in range(n):
+        if buf[k] >= target:
+            if k == 0:
+                return 0.0
+            a = buf[k - 1]
+            b = buf[k]
+            return k - 1 + ((target - a) / (b - a) if b > a else 0.0)
+    return -1.0
+
+
+@nb.njit(cache=True, nogil=True)
 def _digitize_kernel(
     offsets: NDArray[np.int64],
     e_dep: NDArray[np.float64],
+    tau_dep: NDArray[np.float64],
     corners: NDArray[np.int64],
     weights: NDArray[np.float64],
     t_coll: NDArray[np.float64],
@@ -162,22 +178,67 @@ def _digitize_kernel(
     trig_threshold: float,
     decay_alpha: float,
     t_max: float,
+    n_buf: int,
     ideal: NDArray[np.float64],
     t_trigger: NDArray[np.float64],
     triggered: NDArray[np.bool_],
 ) -> None:
+    """Per event: find the trigger, then fill the noiseless window ``ideal`` (keV).
+
+    Prompt events are evaluated only where needed (coarse-then-fine crossing search, then the
+    window). Events with slow deposits (transition layer, ``tau_dep > 0``) are evaluated on a
+    buffer from the interaction on, where each slow deposit's pulse is delayed by a
+    single-pole response of its own time constant.
+    """
     n_ev = offsets.shape[0] - 1
     n_s = ideal.shape[1]
     inv_dt = 1.0 / dt_lib
+    buf = np.zeros(n_buf)
     for ev in range(n_ev):
         d0 = offsets[ev]
         d1 = offsets[ev + 1]
         etot = e_total[ev]
         ph = phase[ev]
-        k_cross = 0
+        target = trig_frac * etot
+        can_trigger = etot > 0.0 and etot >= trig_threshold
+        slow = False
+        for d in range(d0, d1):
+            if tau_dep[d] > 0.0 and e_dep[d] > 0.0:
+                slow = True
         t_cross = 0.0
-        if etot > 0.0 and etot >= trig_threshold:
-            target = trig_frac * etot
+        triggered[ev] = False
+        if slow:
+            for k in range(n_buf):
+                buf[k] = _event_signal(
+                    ph + k * period,
+                    d0,
+                    d1,
+                    table,
+                    corners,
+                    weights,
+                    t_coll,
+                    e_dep,
+                    tau_dep,
+                    align,
+                    inv_dt,
+                )
+            for d in range(d0, d1):
+                if tau_dep[d] <= 0.0 or e_dep[d] == 0.0:
+                    continue
+                a = math.exp(-period / tau_dep[d])
+                y = 0.0
+                for k in range(n_buf):
+                    x = e_dep[d] * _pulse_value(
+                        table, corners, weights, d, (ph + k * period - t_coll[d]) * inv_dt + align
+                    )
+                    y = a * y + (1.0 - a) * x
+                    buf[k] += y
+            if can_trigger:
+                kc = _find_crossing(buf, n_buf, target)
+                if kc >= 0.0:
+                    t_cross = ph + kc * period
+                    triggered[ev] = True
+        elif can_trigger:
             # coarse search (8 ticks) for the crossing, then tick by tick
             k = 0
             step = 8
@@ -186,7 +247,17 @@ def _digitize_kernel(
             found = False
             while ph + k * period <= t_max:
                 v = _event_signal(
-                    ph + k * period, d0, d1, table, corners, weights, t_coll, e_dep, align, inv_dt
+                    ph + k * period,
+                    d0,
+                    d1,
+                    table,
+                    corners,
+                    weights,
+                    t_coll,
+                    e_dep,
+                    tau_dep,
+                    align,
+                    inv_dt,
                 )
                 if v >= target:
                     found = True
@@ -197,8 +268,9 @@ def _digitize_kernel(
             if found:
                 kk = prev_k
                 pv = prev_v
+                v1 = pv
                 while kk < k:
-                    v = _event_signal(
+                    v1 = _event_signal(
                         ph + (kk + 1) * period,
                         d0,
                         d1,
@@ -207,35 +279,20 @@ def _digitize_kernel(
                         weights,
                         t_coll,
                         e_dep,
+                        tau_dep,
                         align,
                         inv_dt,
                     )
-                    if v >= target:
+                    if v1 >= target:
                         break
                     kk += 1
-                    pv = v
-                # crossing between tick kk and kk + 1
-                v1 = _event_signal(
-                    ph + (kk + 1) * period,
-                    d0,
-                    d1,
-                    table,
-                    corners,
-                    weights,
-                    t_coll,
-                    e_dep,
-                    align,
-                    inv_dt,
-                )
-                frac = (target - pv) / (v1 - pv) if v1 > pv else 0.0
+                    pv = v1
                 if kk == 0 and pv >= target:
                     frac = 0.0
+                else:
+                    frac = (target - pv) / (v1 - pv) if v1 > pv else 0.0
                 t_cross = ph + (kk + frac) * period
                 triggered[ev] = True
-            else:
-                triggered[ev] = False
-        else:
-            triggered[ev] = False
         # the trigger is latched on the next clock tick after the (jittered) crossing
         tj = t_cross + jitter[ev] if triggered[ev] else 0.0
         k_cross = math.ceil((tj - ph) / period)
@@ -244,11 +301,16 @@ def _digitize_kernel(
         prev_x = 0.0
         y = 0.0
         for s in range(n_s):
-            ts = ph + (k_start + s) * period
+            k = k_start + s
+            ts = ph + k * period
             if ts < 0.0 or d1 == d0:
                 x = 0.0
+            elif slow:
+                x = buf[k] if k < n_buf else buf[n_buf - 1]
             else:
-                x = _event_signal(ts, d0, d1, table, corners, weights, t_coll, e_dep, align, inv_dt)
+                x = _event_signal(
+                    ts, d0, d1, table, corners, weights, t_coll, e_dep, tau_dep, align, inv_dt
+                )
             # preamp decay (CR) on the sample grid; the first sample enters as a step
             y = x if s == 0 else decay_alpha * y + (x - prev_x)
             prev_x = x
@@ -366,8 +428,9 @@ def digitize(
     r_flat = np.clip(r_flat, 0.0, cfg.radius_mm)
     z_flat = np.clip(z_flat, 0.0, cfg.height_mm)
 
-    # collected charge per deposit
+    # collected charge per deposit; transition-layer deposits arrive late (diffusion)
     e_coll = e_flat * charge_collection_efficiency(r_flat, z_flat, cfg)
+    tau_dep = transition_delay_ns(r_flat, z_flat, cfg)
     e_total = np.bincount(
         np.repeat(np.arange(n_ev), counts), weights=e_coll, minlength=n_ev
     ).astype(np.float64)
@@ -408,9 +471,11 @@ def digitize(
     t_max = (
         float(lib.t_collect_ns.max() + (table.shape[1] - lib.align_index) * lib.dt_ns) + 2 * period
     )
+    n_buf = int((t_max + 4.0 * cfg.transition_delay_ns + (n_s + 2) * period) / period) + 1
     _digitize_kernel(
         offsets,
         e_coll,
+        tau_dep,
         corners,
         weights,
         t_coll,
@@ -426,6 +491,7 @@ def digitize(
         elec_cfg.trigger_threshold_kev,
         decay_alpha,
         t_max,
+        n_buf,
         ideal,
         t_trigger,
         triggered,
