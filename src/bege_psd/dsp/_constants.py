@@ -31,5 +31,17 @@ QUALITY_BITS: dict[str, int] = {
 }
 
 # indices into the float / int parameter vectors of features_2d
-FP_PERIOD, FP_LOW, FP_MID, FP_HIGH, FP_D2H, FP_SAT, FP_SPIKE, FP_DRIFT, FP_PUF, FP_PUSEP, FP_MINAMP = range(11)
+(
+    FP_PERIOD,
+    FP_LOW,
+    FP_MID,
+    FP_HIGH,
+    FP_D2H,
+    FP_SAT,
+    FP_SPIKE,
+    FP_DRIFT,
+    FP_PUF,
+    FP_PUSEP,
+    FP_MINAMP,
+) = range(11)
 IP_NBASE, IP_D2DIST, IP_TPRE = range(3)

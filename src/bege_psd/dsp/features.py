@@ -166,9 +166,7 @@ def _kernel_dtype(block: NDArray[Any]) -> NDArray[Any]:
     return block.astype(np.float64)
 
 
-def resolve_polarity(
-    waveforms: Any, polarity: str | None, config: DSPConfig | None = None
-) -> str:
+def resolve_polarity(waveforms: Any, polarity: str | None, config: DSPConfig | None = None) -> str:
     """``polarity`` if given, else the chunk's ``attrs["polarity"]``, else detected from the
     traces: a majority vote over events of whether the largest excursion from the baseline
     goes up (positive) or down (negative)."""
@@ -202,11 +200,15 @@ def _params(cfg: DSPConfig, period: float) -> tuple[NDArray[np.float64], NDArray
     fp[C.FP_PUF] = cfg.pileup_fraction
     fp[C.FP_PUSEP] = cfg.pileup_min_separation_ns / period
     fp[C.FP_MINAMP] = cfg.min_amplitude_nsigma
-    ip = np.array([cfg.baseline_samples, cfg.d2_peak_distance, cfg.template_pre_samples], dtype=np.int64)
+    ip = np.array(
+        [cfg.baseline_samples, cfg.d2_peak_distance, cfg.template_pre_samples], dtype=np.int64
+    )
     return fp, ip
 
 
-def _filters(cfg: DSPConfig) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+def _filters(
+    cfg: DSPConfig,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
     from . import kernels as K
 
     return (
@@ -311,7 +313,14 @@ def features(
             with ThreadPoolExecutor(max_workers=n_threads) as pool:
                 futures = [
                     pool.submit(
-                        K.features_2d, block[a:b], e_b[a:b], sign[a:b], *args, o_b[a:b], p_b[a:b], q_b[a:b]
+                        K.features_2d,
+                        block[a:b],
+                        e_b[a:b],
+                        sign[a:b],
+                        *args,
+                        o_b[a:b],
+                        p_b[a:b],
+                        q_b[a:b],
                     )
                     for a, b in bounds
                 ]

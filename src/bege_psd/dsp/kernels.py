@@ -388,7 +388,13 @@ def savgol_2d(x, filt, out):  # type: ignore[no-untyped-def]
             out[r, i] = res[i]
 
 
-@nb.njit(_sigs("void({t}[:, :], int64, float64[:], float64[:], float64[:])", ("int16", "float32", "float64")), **_OPTS)
+@nb.njit(
+    _sigs(
+        "void({t}[:, :], int64, float64[:], float64[:], float64[:])",
+        ("int16", "float32", "float64"),
+    ),
+    **_OPTS,
+)
 def baseline_2d(x, nbase, mean, rms, slope):  # type: ignore[no-untyped-def]
     """Mean, RMS about the mean and least-squares slope (ADC/sample) of the first nbase samples."""
     n = x.shape[1]
@@ -402,7 +408,9 @@ def baseline_2d(x, nbase, mean, rms, slope):  # type: ignore[no-untyped-def]
             mean[r], rms[r], slope[r] = _baseline_row(buf, nbase)
 
 
-@nb.njit(_sigs("void({t}[:, :], float64[:], float64[:], {t}[:, :])", ("float32", "float64")), **_OPTS)
+@nb.njit(
+    _sigs("void({t}[:, :], float64[:], float64[:], {t}[:, :])", ("float32", "float64")), **_OPTS
+)
 def subtract_baseline_2d(x, mean, sign, out):  # type: ignore[no-untyped-def]
     """out = sign * (x - mean) row by row (sign = +1 positive, -1 negative polarity)."""
     for r in range(x.shape[0]):
@@ -562,7 +570,22 @@ def features_2d_parallel(x, energy, sign, fs, fc, fd, template, fp, ip, out, npe
         keep = np.empty(n, dtype=np.int64)
         for r in range(b * block, min(nrows, (b + 1) * block)):
             npk, q = _features_row(
-                x[r], energy[r], sign[r], fs, fc, fd, template, fp, ip, y, s, c, d2, peaks, keep, out[r]
+                x[r],
+                energy[r],
+                sign[r],
+                fs,
+                fc,
+                fd,
+                template,
+                fp,
+                ip,
+                y,
+                s,
+                c,
+                d2,
+                peaks,
+                keep,
+                out[r],
             )
             npeaks[r] = npk
             quality[r] |= q

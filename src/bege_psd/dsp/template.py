@@ -195,7 +195,9 @@ class SSETemplate:
         diff = np.abs(p - self.values[None, :])
         finite = np.isfinite(diff)
         with np.errstate(invalid="ignore"):
-            return np.where(finite.any(axis=1), np.nansum(diff, axis=1) / finite.sum(axis=1), np.nan)
+            return np.where(
+                finite.any(axis=1), np.nansum(diff, axis=1) / finite.sum(axis=1), np.nan
+            )
 
     def check_compatible(self, sample_period_ns: float, config: DSPConfig) -> None:
         """Raise :class:`~bege_psd.errors.ModelMismatchError` when the data's sample period or
@@ -257,10 +259,17 @@ class SSETemplate:
             msg = f"{src} is not a readable SSE template (.npz written by SSETemplate.save): {exc}"
             raise ModelMismatchError(msg) from exc
         if meta.get("format") != _FORMAT:
-            msg = f"{src} has template format {meta.get('format')!r}; this bege-psd reads {_FORMAT!r}"
+            msg = (
+                f"{src} has template format {meta.get('format')!r}; this bege-psd reads {_FORMAT!r}"
+            )
             raise ModelMismatchError(msg)
         try:
-            return cls(values, int(meta["pre_samples"]), float(meta["sample_period_ns"]), meta.get("provenance", {}))
+            return cls(
+                values,
+                int(meta["pre_samples"]),
+                float(meta["sample_period_ns"]),
+                meta.get("provenance", {}),
+            )
         except (KeyError, ValueError) as exc:
             msg = f"{src}: inconsistent SSE template metadata ({exc})"
             raise ModelMismatchError(msg) from exc

@@ -57,7 +57,11 @@ def synthetic_pulses(
         if k:
             t_site = t_site + rng.uniform(*site_separation_ns, size=n)
         sig = rng.uniform(*sigma_ns, size=n)
-        q += fractions[:, k : k + 1] * 0.5 * (1.0 + erf((t[None, :] - t_site[:, None]) / (np.sqrt(2) * sig[:, None])))
+        q += (
+            fractions[:, k : k + 1]
+            * 0.5
+            * (1.0 + erf((t[None, :] - t_site[:, None]) / (np.sqrt(2) * sig[:, None])))
+        )
     # single-pole preamplifier rise: tau = rise(10-90 %) / ln 9
     alpha = 1.0 - np.exp(-sample_period_ns / (preamp_rise_ns / np.log(9.0)))
     out = np.empty_like(q)

@@ -133,7 +133,9 @@ def count_peaks_twin(x: NDArray[Any], height: float, distance: int) -> NDArray[n
     return out
 
 
-def l1_aligned_twin(s: NDArray[Any], t_align: NDArray[Any], template: NDArray[Any], pre: int) -> F64:
+def l1_aligned_twin(
+    s: NDArray[Any], t_align: NDArray[Any], template: NDArray[Any], pre: int
+) -> F64:
     s = np.atleast_2d(np.asarray(s, dtype=np.float64))
     template = np.asarray(template, dtype=np.float64)
     out = np.full(len(s), np.nan)
