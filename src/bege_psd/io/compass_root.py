@@ -17,6 +17,7 @@ jagged int16 ``Samples`` branch (what uproot writes, see :func:`write_root`) is 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,10 @@ _CAL_NAMES = ("EnergyCal", "EnergyCalibrated", "EnergyCalib", "CalibEnergy", "En
 TARRAYS_INTERPRETATION = uproot.AsJagged(uproot.AsDtype(">i2"), header_bytes=4)
 
 
+def _n_threads() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
 def _open(path: Path) -> Any:
     if not path.exists():
         msg = f"{path}: no such file"
@@ -67,7 +72,8 @@ def _open(path: Path) -> Any:
         msg = f"{path}: empty file (expected a ROOT file with a CoMPASS tree)"
         raise CompassFormatError(msg, path=str(path), offset=0)
     try:
-        return uproot.open(path)
+        # no array cache: iterate() must not keep earlier chunks alive
+        return uproot.open(path, array_cache=None)
     except Exception as exc:
         msg = f"{path}: not a readable ROOT file ({type(exc).__name__}: {exc})"
         raise CompassFormatError(msg, path=str(path), offset=0) from None
@@ -136,13 +142,33 @@ def _cross_check(branch: Any, fast: Any, path: Path) -> None:
             raise CompassFormatError(msg, path=str(path), entry=i)
 
 
-def _scalar(tree: Any, name: str, start: int, stop: int, dtype: Any) -> Any:
-    arr = tree[name].array(entry_start=start, entry_stop=stop, library="np")
+def _scalar(tree: Any, name: str, start: int, stop: int, dtype: Any, executor: Any = None) -> Any:
+    arr = tree[name].array(
+        entry_start=start, entry_stop=stop, library="np", decompression_executor=executor
+    )
     return arr.astype(dtype, copy=False)
 
 
 def iter_root(path: Path, opts: ReadOptions, step_size: int | None) -> Iterator[RawChunk]:
-    """Yield :class:`RawChunk` s of ``step_size`` entries (all at once when ``None``)."""
+    """Yield :class:`RawChunk` s of ``step_size`` entries (all at once when ``None``).
+
+    Baskets are decompressed on a thread pool (zlib, lz4 and zstd release the GIL), which
+    is what bounds the speed of reading a compressed file.
+    """
+    with _open(path) as probe:
+        compressed = probe.file.compression is not None
+    # uncompressed baskets gain nothing from threads, only their overhead
+    executor = uproot.source.futures.ThreadPoolExecutor(_n_threads()) if compressed else None
+    try:
+        yield from _iter_root(path, opts, step_size, executor)
+    finally:
+        if executor is not None:
+            executor.shutdown()
+
+
+def _iter_root(
+    path: Path, opts: ReadOptions, step_size: int | None, executor: Any
+) -> Iterator[RawChunk]:
     with _open(path) as file:
         tree = _find_tree(file, path, opts.tree)
         names = list(tree.keys(recursive=False))
@@ -184,11 +210,20 @@ def iter_root(path: Path, opts: ReadOptions, step_size: int | None) -> Iterator[
         starts = range(0, max(n_entries, 1), max(step, 1))  # an empty tree gives one empty chunk
         for start in starts:
             stop = min(start + step, n_entries)
-            cols = {_SCALARS[b][0]: _scalar(tree, b, start, stop, _SCALARS[b][1]) for b in present}
+            cols = {
+                _SCALARS[b][0]: _scalar(tree, b, start, stop, _SCALARS[b][1], executor)
+                for b in present
+            }
             if cal is not None:
                 cols["energy_cal"] = _scalar(tree, cal, start, stop, np.float64)
             if samples is not None:
-                wf = samples[0].array(samples[1], entry_start=start, entry_stop=stop, library="ak")
+                wf = samples[0].array(
+                    samples[1],
+                    entry_start=start,
+                    entry_stop=stop,
+                    library="ak",
+                    decompression_executor=executor,
+                )
                 layout = ak.to_layout(wf)
                 if not isinstance(layout, ak.contents.ListOffsetArray):
                     layout = ak.to_layout(ak.to_packed(wf))
