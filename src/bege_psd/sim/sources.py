@@ -250,6 +250,29 @@ def mass_attenuation_cm2_g(material: str, energy_kev: NDArray[np.float64]) -> ND
 # ---------------------------------------------------------------------------------------------
 # sampling
 # ---------------------------------------------------------------------------------------------
+def _bernoulli_hits(rng: np.random.Generator, n: int, p: float) -> NDArray[np.int64]:
+    """Indices ``i < n`` where independent Bernoulli(p) trials succeed, drawn as geometric gaps.
+
+    The same distribution as ``np.flatnonzero(rng.random(n) < p)`` at a cost proportional to
+    the number of successes (most lines are weak, a few percent per decay).
+    """
+    if p <= 0.0 or n == 0:
+        return np.zeros(0, dtype=np.int64)
+    if p >= 0.25:
+        return np.flatnonzero(rng.random(n) < p)
+    mean = n * p
+    parts = []
+    last = -1
+    while True:
+        gaps = rng.geometric(p, size=int(mean + 6.0 * math.sqrt(mean) + 16))
+        pos = last + np.cumsum(gaps)
+        parts.append(pos[pos < n])
+        if pos[-1] >= n:
+            break
+        last = int(pos[-1])
+    return np.concatenate(parts).astype(np.int64)
+
+
 def _isotropic(rng: np.random.Generator, n: int) -> NDArray[np.float64]:
     c = 2.0 * rng.random(n) - 1.0
     phi = 2.0 * np.pi * rng.random(n)
@@ -299,10 +322,10 @@ class Source:
             if idx.size == 0:
                 continue
             if isinstance(em, _LineEmitter):
-                hit = rng.random((idx.size, em.energy_kev.size)) < em.probability
-                rows, cols = np.nonzero(hit)
-                ev_parts.append(idx[rows])
-                e_parts.append(em.energy_kev[cols])
+                for line_e, line_p in zip(em.energy_kev, em.probability, strict=True):
+                    rows = _bernoulli_hits(rng, idx.size, float(line_p))
+                    ev_parts.append(idx[rows])
+                    e_parts.append(np.full(rows.size, line_e))
             else:
                 path = rng.choice(em.path_probability.size, size=idx.size, p=em.path_probability)
                 emit = rng.random((idx.size, em.energy_kev.shape[1])) < em.p_gamma[path]
