@@ -362,7 +362,7 @@ def _weighted_polyfit(
     X = np.stack([x**k for k in range(order + 1)], axis=-1)
     w = 1.0 / sy**2
     A = X.T @ (w[:, None] * X)
-    cov = np.linalg.inv(A)
+    cov = np.asarray(np.linalg.inv(A), dtype=np.float64)
     coef = cov @ (X.T @ (w * y))
     chi2 = float(np.sum(w * (y - X @ coef) ** 2))
     return coef, cov, chi2

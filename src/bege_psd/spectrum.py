@@ -73,18 +73,18 @@ def empty_spectrum(
     bins: int | ArrayLike,
     range: tuple[float, float] | None = None,
     unit: Unit = "keV",
-) -> hist.Hist:
+) -> hist.Hist[Any]:
     """An empty 1-D spectrum with ``Weight`` storage (fill it with :func:`fill`)."""
     return hist.Hist(_axis(bins, range, unit), storage=hist.storage.Weight())
 
 
 def fill(
-    h: hist.Hist,
+    h: hist.Hist[Any],
     energy: ArrayLike,
     mask: ArrayLike | None = None,
     *,
     weight: ArrayLike | None = None,
-) -> hist.Hist:
+) -> hist.Hist[Any]:
     """Fill ``energy`` (where ``mask`` is true, with optional ``weight``) into ``h`` in place.
 
     Returns ``h`` so that calls chain. ``mask`` must be boolean and have the same length as
@@ -126,7 +126,7 @@ def make_spectrum(
     range: tuple[float, float] | None = None,
     unit: Unit = "keV",
     weight: ArrayLike | None = None,
-) -> hist.Hist:
+) -> hist.Hist[Any]:
     """Histogram ``energy`` (keV or ADC channels) into a ``Weight``-storage ``hist.Hist``.
 
     Parameters
@@ -156,7 +156,7 @@ def adc_spectrum(
     *,
     n_channels: int = 16384,
     weight: ArrayLike | None = None,
-) -> hist.Hist:
+) -> hist.Hist[Any]:
     """One bin per ADC channel: bin ``i`` spans ``[i - 0.5, i + 0.5)`` (centred on channel ``i``)."""
     if n_channels < 1:
         msg = f"n_channels must be positive, got {n_channels}"
@@ -184,7 +184,7 @@ def channel_edges_kev(
     return edges
 
 
-def roi_mask(h: hist.Hist, window: tuple[float, float]) -> NDArray[np.bool_]:
+def roi_mask(h: hist.Hist[Any], window: tuple[float, float]) -> NDArray[np.bool_]:
     """Boolean mask of the bins whose centres lie in ``[lo, hi]``."""
     lo, hi = float(window[0]), float(window[1])
     if not hi > lo:
@@ -214,7 +214,7 @@ class Quantity:
         return {"value": float(self.value), "error": float(self.error)}
 
 
-def roi_counts(h: hist.Hist, window: tuple[float, float]) -> Quantity:
+def roi_counts(h: hist.Hist[Any], window: tuple[float, float]) -> Quantity:
     """Summed contents of the bins whose centres lie in ``window``, with ``sqrt(sum w^2)``."""
     sel = roi_mask(h, window)
     if not sel.any():

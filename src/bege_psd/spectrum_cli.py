@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(msg)
         h = make_spectrum(e, mask, bins=args.bins, range=tuple(args.range))
     n_in = int(mask.sum()) if mask is not None else int(np.size(energy))
-    log.info("%d events histogrammed (%d in range)", n_in, int(h.sum().value))
+    log.info("%d events histogrammed (%d in range)", n_in, int(np.sum(h.values())))
     out = Path(args.out)
     suffix = out.suffix.lower()
     if suffix == ".root":

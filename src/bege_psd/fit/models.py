@@ -85,13 +85,13 @@ def _step_antiderivative(z: NDArray[np.float64]) -> NDArray[np.float64]:
 def _emg_low_cdf(z: NDArray[np.float64], s: float) -> NDArray[np.float64]:
     """CDF of the low-side EMG in the standardised variable ``z``; ``s = sigma / tau``."""
     log_term = z * s + 0.5 * s * s + special.log_ndtr(-z - s)
-    return _norm_cdf(z) + np.exp(np.minimum(log_term, 700.0))
+    return np.asarray(_norm_cdf(z) + np.exp(np.minimum(log_term, 700.0)), dtype=np.float64)
 
 
 def _emg_low_pdf(z: NDArray[np.float64], s: float) -> NDArray[np.float64]:
     """Density of the low-side EMG in ``z`` (per unit z); integrates to 1."""
     log_term = z * s + 0.5 * s * s + special.log_ndtr(-z - s)
-    return s * np.exp(np.minimum(log_term, 700.0))
+    return np.asarray(s * np.exp(np.minimum(log_term, 700.0)), dtype=np.float64)
 
 
 @dataclass(frozen=True)

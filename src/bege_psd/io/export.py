@@ -172,8 +172,8 @@ def write_spe(
     (offset gain), ``$MCA_CAL`` (3 coefficients, keV), ``$ENDRECORD``. Counts must be integers
     (a weighted spectrum raises unless ``round_counts=True``).
     """
-    counts, coeffs = channel_spectrum(h, calibration)
-    counts = _integer_counts(counts, path, round_counts)
+    raw_counts, coeffs = channel_spectrum(h, calibration)
+    counts = _integer_counts(raw_counts, path, round_counts)
     _check_times(live_time_s, real_time_s, path)
     t = _fmt_time(start_time)
     lines = ["$SPEC_ID:", spec_id.replace("\n", " "), "$SPEC_REM:"]
