@@ -914,7 +914,13 @@ def _table2(spectra: Mapping[str, Any], metrics_cfg: Any) -> list[dict[str, Any]
     return rows
 
 
-def _line_stats(spectra: Mapping[str, Any], lines: Mapping[str, float], half_kev: float) -> dict[str, Any]:
+def _line_stats(
+    spectra: Mapping[str, Any], lines: Mapping[str, float], half_kev: float, always: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Net counts, survival, Currie L_D, significance and relative MDA of each line per cut.
+
+    A line not visible (net < 5 sigma) in the uncut spectrum is left out unless it is named
+    in ``always`` (a weak line such as 7Be, which a cut is meant to reveal)."""
     edges = spectra["edges"]
     out: dict[str, Any] = {}
     base = {name: _net_counts(_counts(spectra, "original"), edges, e0, half_kev) for name, e0 in lines.items()}
@@ -923,7 +929,7 @@ def _line_stats(spectra: Mapping[str, Any], lines: Mapping[str, float], half_kev
         per: dict[str, Any] = {}
         for name, e0 in lines.items():
             net = _net_counts(c, edges, e0, half_kev)
-            if base[name]["net"] < 5 * max(base[name]["net_err"], 1.0):
+            if name not in always and base[name]["net"] < 5 * max(base[name]["net_err"], 1.0):
                 continue  # the line is not visible in this run
             s = _survival(net, base[name]) if sel != "original" else {"fraction": 1.0, "error": 0.0, "net_all": net["net"], "net_kept": net["net"]}
             # Currie (1968) detection limit in counts for the background under the window
@@ -931,12 +937,20 @@ def _line_stats(spectra: Mapping[str, Any], lines: Mapping[str, float], half_kev
             sig = net["net"] / float(np.sqrt(net["bkg"] + net["var_bkg"])) if net["bkg"] > 0 else float("nan")
             per[name] = {**s, "energy_kev": e0, "bkg": net["bkg"], "net": net["net"], "net_err": net["net_err"], "currie_ld_counts": l_d, "significance": sig}
         out[sel] = per
-    # MDA is proportional to L_D / (efficiency x survival); report it relative to the original
+    # MDA is proportional to L_D / (efficiency x survival); report it relative to the original.
+    # A weak line's own survival is not measurable: take the strongest visible line's instead
+    # (peak survival varies slowly with energy) and say so.
+    visible = [n for n in lines if n in out["original"] and base[n]["net"] >= 5 * max(base[n]["net_err"], 1.0)]
+    ref = max(visible, key=lambda n: base[n]["net"]) if visible else None
     for per in out.values():
         for name, d in per.items():
             o = out["original"].get(name)
-            if o and d.get("fraction", 0) and np.isfinite(d["fraction"]) and d["fraction"] > 0:
-                d["mda_relative"] = (d["currie_ld_counts"] / d["fraction"]) / o["currie_ld_counts"]
+            frac = d.get("fraction", np.nan)
+            if name not in visible and ref is not None and ref in per:
+                frac = per[ref]["fraction"]
+                d["survival_from"] = ref
+            if o and np.isfinite(frac) and frac > 0:
+                d["mda_relative"] = (d["currie_ld_counts"] / frac) / o["currie_ld_counts"]
     return out
 
 
@@ -1020,7 +1034,7 @@ def _stage_analyse(ctx: _Context, runs: Mapping[str, Path | None], selectors: Se
             out["table2"] = _table2(sample, ctx.config.section("metrics"))
         except _Missing as exc:
             out["table2_missing"] = str(exc)
-        out["lines_sample"] = _line_stats(sample, sample_lines, half)
+        out["lines_sample"] = _line_stats(sample, sample_lines, half, always=("Be-7 477.6",))
         be = out["lines_sample"]
         out["be7"] = {sel: per.get("Be-7 477.6") for sel, per in be.items()}
     out.update(_roc_and_scans(ctx, runs.get("calibration"), selectors))
@@ -1028,49 +1042,79 @@ def _stage_analyse(ctx: _Context, runs: Mapping[str, Path | None], selectors: Se
     return {"path": str(ctx.path("results_analysis.json"))}
 
 
-def _stage_export(ctx: _Context, selectors: Sequence[str]) -> dict[str, Any]:
+def _stage_export(ctx: _Context, run_info: Mapping[str, Any]) -> dict[str, Any]:
     """Spectra as TH1D / N42 / Spe via :mod:`bege_psd.io.export`; fits as JSON."""
     export = _import("bege_psd.io.export")
-    written = []
+    written: list[str] = []
+    skipped: list[str] = []
     for which in RUNS:
         spectra = _load_spectra(ctx, which)
         if spectra is None:
             continue
+        meta = run_info.get(which, {}).get("metadata", {})
+        live, real = meta.get("live_time_s"), meta.get("real_time_s")
+        sim = " (SIMULATED DATA)" if run_info.get(which, {}).get("simulated") else ""
         edges = spectra["edges"]
         for key, counts in spectra.items():
             if key == "edges":
                 continue
             h = _as_hist(counts, edges)
             stem = ctx.path("export", f"{which}_{key}")
+            title = f"{which} run, {key.replace('_', ' ')}{sim}"
             for fmt in ctx.run.export_formats:
-                func = {"root": "write_th1", "n42": "write_n42", "spe": "write_spe"}[fmt]
-                if not hasattr(export, func):
-                    raise _Missing(f"bege_psd.io.export has no {func}")
-                ext = {"root": ".root", "n42": ".n42", "spe": ".Spe"}[fmt]
-                path = stem.with_suffix(ext)
-                getattr(export, func)(path, h)
-                written.append(str(path))
-    return {"files": written}
+                if fmt == "root":
+                    written.append(str(export.write_th1(stem.with_suffix(".root"), h, name=f"{which}_{key}", title=title)))
+                elif live is None or real is None:
+                    skipped.append(f"{stem.name}.{fmt}: live/real time unknown")
+                elif fmt == "spe":
+                    written.append(str(export.write_spe(stem.with_suffix(".Spe"), h, live_time_s=live, real_time_s=real, spec_id=title, remarks=[title])))
+                else:
+                    written.append(str(export.write_n42(stem.with_suffix(".n42"), h, live_time_s=live, real_time_s=real, title=title)))
+    analysis = ctx.path("results_analysis.json")
+    if analysis.exists():
+        table2 = json.loads(analysis.read_text()).get("table2")
+        if table2:
+            out = ctx.path("export", "fits_cs137.json")
+            _dump_json(out, {"simulated": any(i.get("simulated") for i in run_info.values()), "table2": table2})
+            written.append(str(out))
+    return {"files": written, "skipped": skipped}
 
 
 def _as_hist(counts: NDArray[np.float64], edges: NDArray[np.float64]) -> Any:
     import hist
 
-    h = hist.Hist(hist.axis.Variable(edges, name="energy", label="Energy [keV]"), storage=hist.storage.Weight())
+    axis = hist.axis.Regular(edges.size - 1, float(edges[0]), float(edges[-1]), name="energy", label="Energy [keV]")
+    h = hist.Hist(axis, storage=hist.storage.Weight())
     h.view().value = counts
     h.view().variance = counts
     return h
 
 
+def _code_hash() -> str:
+    """Fingerprint of the code of the cheap final stages (analysis, figures, report): they are
+    re-made when that code changes, not only when the configuration does."""
+    import hashlib
+
+    from . import __version__
+
+    h = hashlib.sha256(__version__.encode())
+    for name in ("pipeline.py", "plot.py", "report.py"):
+        p = Path(__file__).with_name(name)
+        if p.exists():
+            h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def _after_apply(ctx: _Context, runs: Mapping[str, Path | None], results: dict[str, Any]) -> None:
     selectors = results.get("selectors", [])
+    code = _code_hash()
     applied = [f"apply_{w}" for w in runs if f"apply_{w}" in ctx.stamps]
-    ctx.stage("analyse", ["labels", "metrics"], after=applied or ["apply_calibration"], outputs=[ctx.path("results_analysis.json")], func=lambda: _stage_analyse(ctx, runs, selectors))
+    ctx.stage("analyse", ["labels", "metrics"], after=applied or ["apply_calibration"], extra=code, outputs=[ctx.path("results_analysis.json")], func=lambda: _stage_analyse(ctx, runs, selectors))
     p = ctx.path("results_analysis.json")
     if p.exists():
         results["analysis"] = json.loads(p.read_text())
     if ctx.run.export_formats:
-        ctx.stage("export", ["run"], after=["analyse"], outputs=[ctx.path("export")], func=lambda: _stage_export(ctx, selectors))
+        ctx.stage("export", ["run"], after=["analyse"], extra=code, outputs=[ctx.path("export")], func=lambda: _stage_export(ctx, results.get("runs", {})))
     results["stages"] = [dataclasses.asdict(s) for s in ctx.stages]
     _dump_json(ctx.path("results.json"), results)
     if ctx.run.figures:
@@ -1081,7 +1125,7 @@ def _after_apply(ctx: _Context, runs: Mapping[str, Path | None], results: dict[s
                 raise _Missing(f"plotting stack not available ({exc})") from exc
             return {"figures": [str(f) for f in plot.make_all(ctx.results_dir, results)]}
 
-        ctx.stage("figures", ["labels"], after=["analyse"], outputs=[ctx.path("figures")], func=figures)
+        ctx.stage("figures", ["labels"], after=["analyse"], extra=code, outputs=[ctx.path("figures")], func=figures)
 
     def report() -> dict[str, Any]:
         from .report import write_report
@@ -1091,7 +1135,7 @@ def _after_apply(ctx: _Context, runs: Mapping[str, Path | None], results: dict[s
         return {"markdown": str(md), "html": str(html)}
 
     # the report shows stage status, so it is re-made whenever anything before it ran
-    ctx.stage("report", ["report"], after=["analyse"], extra={"stages": [(s.name, s.status) for s in ctx.stages]}, outputs=[ctx.path("report.md"), ctx.path("report.html")], func=report)
+    ctx.stage("report", ["report"], after=["analyse"], extra={"stages": [(s.name, s.status) for s in ctx.stages], "code": code}, outputs=[ctx.path("report.md"), ctx.path("report.html")], func=report)
 
 
 def _set_attrs(array: Any, attrs: Mapping[str, Any]) -> None:
