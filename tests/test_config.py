@@ -95,3 +95,16 @@ def test_atomic_write(tmp_path):
         raise RuntimeError("boom")
     assert dest.read_text() == "hello"
     assert sorted(p.name for p in dest.parent.iterdir()) == ["out.txt"]
+
+
+def test_atomic_write_permissions_follow_umask(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        dest = tmp_path / "perm.txt"
+        atomic_write_text(dest, "x")
+        assert stat.S_IMODE(dest.stat().st_mode) == 0o644
+    finally:
+        os.umask(old)
