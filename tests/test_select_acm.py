@@ -226,3 +226,18 @@ def test_training_is_reproducible():
     a = ACMSelector(cfg).fit(table).score(table)
     b = ACMSelector(cfg).fit(table).score(table)
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
+def test_numpy_twin_matches_dsp_acm_input():
+    dsp = pytest.importorskip("bege_psd.dsp")
+    if not hasattr(dsp, "acm_input"):
+        pytest.skip("bege_psd.dsp.acm_input not available")
+    rng = np.random.default_rng(7)
+    mse = rng.random(50) < 0.5
+    wf = _pulses(rng, 50, mse, amp=rng.uniform(900, 8000, 50))
+    ours = _normalise_numpy(wf, polarity="positive", baseline_samples=40, downsample=3)
+    np.testing.assert_allclose(dsp.acm_input(wf, polarity="positive"), ours, atol=1e-5)
+    # the selector's path (which prefers dsp.acm_input) gives the same rows
+    x, ok = waveforms_to_input(ak.from_regular(wf, axis=1), polarity="positive")
+    assert ok.all()
+    np.testing.assert_allclose(x, ours, atol=1e-5)

@@ -256,12 +256,17 @@ def _acm_input_impl(wf2: NDArray[Any], config: ACMConfig, polarity: str) -> NDAr
         acm_input = dsp.acm_input  # type: ignore[attr-defined]
     except (ImportError, AttributeError):
         acm_input = None
-    if acm_input is not None and polarity != "auto" and config.downsample == 3:
+    if acm_input is not None and polarity != "auto":
         try:
             from ..dsp.config import DSPConfig
 
-            out = np.asarray(acm_input(wf2, DSPConfig(), polarity=polarity), dtype=np.float32)
-            if out.shape == (wf2.shape[0], wf2.shape[1] // 3):
+            dcfg = dataclasses.replace(
+                DSPConfig(),
+                baseline_samples=config.baseline_samples,
+                acm_downsample=config.downsample,
+            )
+            out = np.asarray(acm_input(wf2, dcfg, polarity=polarity), dtype=np.float32)
+            if out.shape == (wf2.shape[0], wf2.shape[1] // config.downsample):
                 return out
             log.warning("dsp.acm_input returned shape %s; using the ACM's numpy twin", out.shape)
         except (TypeError, ValueError) as exc:  # a contract mismatch: fall back, but say so
