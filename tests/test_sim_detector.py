@@ -413,3 +413,90 @@ def test_bad_input_names_event_and_deposit(lib):
         digitize(
             jag([[1.0]]), jag([[1.0]]), jag([[1.0]]), lib, cfg, rng, pileup=np.array([True, False])
         )
+
+
+def test_window_matches_numpy_reference(lib):
+    """The numba window fill equals a plain-numpy evaluation of the aligned bilinear model."""
+    cfg = ElectronicsConfig()
+    e, r, z = [700.0, 300.0], [22.3, 7.7], [13.1, 26.4]
+    out = digitize(
+        jag([e]), jag([r]), jag([z]), lib, cfg, np.random.default_rng(9), return_ideal=True
+    )
+    table = lib.filtered(cfg.preamp_rise_ns).astype(np.float64)
+    n_pre = round(cfg.pretrigger_ns / cfg.sample_period_ns)
+    t = out["trigger_delay_ns"][0] + (np.arange(cfg.n_samples) - n_pre) * cfg.sample_period_ns
+    x = np.zeros_like(t)
+    for ek, rk, zk in zip(e, r, z, strict=True):
+        fx, fz = rk / lib.dr_mm, zk / lib.dz_mm
+        i, j = int(fx), int(fz)
+        fx, fz = fx - i, fz - j
+        nodes = [
+            (i, j, (1 - fx) * (1 - fz)),
+            (i + 1, j, fx * (1 - fz)),
+            (i, j + 1, (1 - fx) * fz),
+            (i + 1, j + 1, fx * fz),
+        ]
+        t_coll = sum(w * lib.t_collect_ns[a * lib.nz + b] for a, b, w in nodes)
+        m = (t - t_coll) / lib.dt_ns + lib.align_index
+        grid = np.arange(table.shape[1])
+        for a, b, w in nodes:
+            x += ek * w * np.interp(m, grid, table[a * lib.nz + b], left=0.0)
+    alpha = math.exp(-cfg.sample_period_ns / (cfg.preamp_decay_us * 1000))
+    y = np.empty_like(x)
+    y[0] = x[0]
+    for s in range(1, len(x)):
+        y[s] = alpha * y[s - 1] + x[s] - x[s - 1]
+    np.testing.assert_allclose(out["ideal_kev"][0], y, atol=1e-6 * 1000)
+
+
+def test_transition_layer_pulses_are_slow(lib):
+    """A deposit in the transition layer is partly collected and arrives late: low A/E, long rise."""
+    cfg = ElectronicsConfig()
+    tl = dataclasses.replace(COARSE, transition_layer_mm=0.6, transition_delay_ns=1000.0)
+    lib_tl = PulseLibrary(
+        tl,
+        lib.pulses,
+        lib.t_collect_ns,
+        lib.t_electron_ns,
+        lib.nr,
+        lib.nz,
+        lib.dt_ns,
+        lib.align_index,
+        lib.depletion_voltage_v,
+        lib.capacitance_pf,
+    )
+    depth = tl.dead_layer_mm + 0.3  # half-way through the transition layer
+    r_surf, z = 40.0 - depth, 15.0
+    surf = digitize(
+        jag([[1000.0]]),
+        jag([[r_surf]]),
+        jag([[z]]),
+        lib_tl,
+        cfg,
+        np.random.default_rng(0),
+        return_ideal=True,
+    )
+    bulk = digitize(
+        jag([[1000.0]]),
+        jag([[38.0]]),
+        jag([[z]]),
+        lib_tl,
+        cfg,
+        np.random.default_rng(0),
+        return_ideal=True,
+    )
+    assert surf["energy_collected_kev"][0] == pytest.approx(500.0, rel=1e-6)
+    assert bulk["energy_collected_kev"][0] == pytest.approx(1000.0)
+    assert surf["triggered"][0]
+    a_surf = max_current(surf["ideal_kev"])[0] / surf["energy_collected_kev"][0]
+    a_bulk = max_current(bulk["ideal_kev"])[0] / bulk["energy_collected_kev"][0]
+    assert a_surf < 0.5 * a_bulk
+
+    def rise(x: np.ndarray) -> float:
+        x = x / x.max()
+        return float(np.argmax(x >= 0.9) - np.argmax(x >= 0.1)) * cfg.sample_period_ns
+
+    assert rise(surf["ideal_kev"][0]) > 1.5 * rise(bulk["ideal_kev"][0])
+    np.testing.assert_allclose(
+        det.transition_delay_ns(np.array([r_surf, 38.0]), np.array([z, z]), tl), [250.0, 0.0]
+    )

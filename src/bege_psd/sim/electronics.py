@@ -159,6 +159,53 @@ def _find_crossing(buf: NDArray[np.float64], n: int, target: float) -> float:
 
 
 @nb.njit(cache=True, nogil=True)
+def _add_deposit(
+    x: NDArray[np.float64],
+    table: NDArray[np.float32],
+    corners: NDArray[np.int64],
+    weights: NDArray[np.float64],
+    d: int,
+    energy: float,
+    m0: float,
+    step: float,
+) -> None:
+    """x[s] += energy * pulse_d(aligned index m0 + s * step), deposit-outer for speed."""
+    n = table.shape[1]
+    p0 = corners[d, 0]
+    p1 = corners[d, 1]
+    p2 = corners[d, 2]
+    p3 = corners[d, 3]
+    w0 = energy * weights[d, 0]
+    w1 = energy * weights[d, 1]
+    w2 = energy * weights[d, 2]
+    w3 = energy * weights[d, 3]
+    n_s = x.shape[0]
+    for s in range(n_s):
+        m = m0 + s * step
+        if m <= 0.0:
+            continue
+        if m >= n - 1:
+            last = (
+                w0 * table[p0, n - 1]
+                + w1 * table[p1, n - 1]
+                + w2 * table[p2, n - 1]
+                + w3 * table[p3, n - 1]
+            )
+            for s2 in range(s, n_s):
+                x[s2] += last
+            return
+        i = int(m)
+        f = m - i
+        g = 1.0 - f
+        x[s] += (
+            w0 * (g * table[p0, i] + f * table[p0, i + 1])
+            + w1 * (g * table[p1, i] + f * table[p1, i + 1])
+            + w2 * (g * table[p2, i] + f * table[p2, i + 1])
+            + w3 * (g * table[p3, i] + f * table[p3, i + 1])
+        )
+
+
+@nb.njit(cache=True, nogil=True)
 def _digitize_kernel(
     offsets: NDArray[np.int64],
     e_dep: NDArray[np.float64],
@@ -179,7 +226,13 @@ def _digitize_kernel(
     decay_alpha: float,
     t_max: float,
     n_buf: int,
+    noise: NDArray[np.float32],
+    baseline: float,
+    adc_per_kev: float,
+    adc_max: int,
     ideal: NDArray[np.float64],
+    waveform: NDArray[np.int16],
+    clipped: NDArray[np.bool_],
     t_trigger: NDArray[np.float64],
     triggered: NDArray[np.bool_],
 ) -> None:
@@ -191,9 +244,13 @@ def _digitize_kernel(
     single-pole response of its own time constant.
     """
     n_ev = offsets.shape[0] - 1
-    n_s = ideal.shape[1]
+    n_s = waveform.shape[1]
+    keep_ideal = ideal.shape[0] == n_ev
     inv_dt = 1.0 / dt_lib
+    step = period * inv_dt
     buf = np.zeros(n_buf)
+    tmp = np.zeros(n_buf)
+    x = np.zeros(n_s)
     for ev in range(n_ev):
         d0 = offsets[ev]
         d1 = offsets[ev + 1]
@@ -209,29 +266,21 @@ def _digitize_kernel(
         triggered[ev] = False
         if slow:
             for k in range(n_buf):
-                buf[k] = _event_signal(
-                    ph + k * period,
-                    d0,
-                    d1,
-                    table,
-                    corners,
-                    weights,
-                    t_coll,
-                    e_dep,
-                    tau_dep,
-                    align,
-                    inv_dt,
-                )
+                buf[k] = 0.0
             for d in range(d0, d1):
-                if tau_dep[d] <= 0.0 or e_dep[d] == 0.0:
+                if e_dep[d] == 0.0:
                     continue
+                m0 = (ph - t_coll[d]) * inv_dt + align  # buffer sample k: t = ph + k period
+                if tau_dep[d] <= 0.0:
+                    _add_deposit(buf, table, corners, weights, d, e_dep[d], m0, step)
+                    continue
+                for k in range(n_buf):
+                    tmp[k] = 0.0
+                _add_deposit(tmp, table, corners, weights, d, e_dep[d], m0, step)
                 a = math.exp(-period / tau_dep[d])
                 y = 0.0
                 for k in range(n_buf):
-                    x = e_dep[d] * _pulse_value(
-                        table, corners, weights, d, (ph + k * period - t_coll[d]) * inv_dt + align
-                    )
-                    y = a * y + (1.0 - a) * x
+                    y = a * y + (1.0 - a) * tmp[k]
                     buf[k] += y
             if can_trigger:
                 kc = _find_crossing(buf, n_buf, target)
@@ -241,7 +290,7 @@ def _digitize_kernel(
         elif can_trigger:
             # coarse search (8 ticks) for the crossing, then tick by tick
             k = 0
-            step = 8
+            coarse = 8
             prev_k = 0
             prev_v = 0.0
             found = False
@@ -264,7 +313,7 @@ def _digitize_kernel(
                     break
                 prev_k = k
                 prev_v = v
-                k += step
+                k += coarse
             if found:
                 kk = prev_k
                 pv = prev_v
@@ -298,23 +347,43 @@ def _digitize_kernel(
         k_cross = math.ceil((tj - ph) / period)
         t_trigger[ev] = ph + k_cross * period
         k_start = k_cross - n_pre
+        if slow:
+            for s in range(n_s):
+                k = k_start + s
+                if k < 0:
+                    x[s] = 0.0
+                elif k < n_buf:
+                    x[s] = buf[k]
+                else:
+                    x[s] = buf[n_buf - 1]
+        else:
+            for s in range(n_s):
+                x[s] = 0.0
+            t0 = ph + k_start * period
+            for d in range(d0, d1):
+                if e_dep[d] == 0.0:
+                    continue
+                _add_deposit(
+                    x, table, corners, weights, d, e_dep[d], (t0 - t_coll[d]) * inv_dt + align, step
+                )
+        # preamp decay (CR) on the sample grid (the first sample enters as a step), noise, ADC
         prev_x = 0.0
         y = 0.0
+        clip = False
         for s in range(n_s):
-            k = k_start + s
-            ts = ph + k * period
-            if ts < 0.0 or d1 == d0:
-                x = 0.0
-            elif slow:
-                x = buf[k] if k < n_buf else buf[n_buf - 1]
-            else:
-                x = _event_signal(
-                    ts, d0, d1, table, corners, weights, t_coll, e_dep, tau_dep, align, inv_dt
-                )
-            # preamp decay (CR) on the sample grid; the first sample enters as a step
-            y = x if s == 0 else decay_alpha * y + (x - prev_x)
-            prev_x = x
-            ideal[ev, s] = y
+            y = x[s] if s == 0 else decay_alpha * y + (x[s] - prev_x)
+            prev_x = x[s]
+            if keep_ideal:
+                ideal[ev, s] = y
+            a = round(baseline + adc_per_kev * (y + noise[ev, s]))
+            if a < 0:
+                a = 0
+                clip = True
+            elif a > adc_max:
+                a = adc_max
+                clip = True
+            waveform[ev, s] = a
+        clipped[ev] = clip
 
 
 def _to_flat(name: str, arr: Any) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
@@ -464,7 +533,9 @@ def digitize(
     e_meas = e_total + resolution_sigma_kev(e_total, elec_cfg) * rng.standard_normal(n_ev)
     noise = noise_traces(n_ev, n_s, elec_cfg, rng)
 
-    ideal = np.empty((n_ev, n_s), dtype=np.float64)
+    ideal = np.empty((n_ev if return_ideal else 0, n_s), dtype=np.float64)
+    waveform = np.empty((n_ev, n_s), dtype=np.int16)
+    clipped = np.empty(n_ev, dtype=np.bool_)
     t_trigger = np.empty(n_ev, dtype=np.float64)
     triggered = np.empty(n_ev, dtype=np.bool_)
     decay_alpha = math.exp(-period / (elec_cfg.preamp_decay_us * 1000.0))
@@ -472,6 +543,11 @@ def digitize(
         float(lib.t_collect_ns.max() + (table.shape[1] - lib.align_index) * lib.dt_ns) + 2 * period
     )
     n_buf = int((t_max + 4.0 * cfg.transition_delay_ns + (n_s + 2) * period) / period) + 1
+    sign = 1.0 if elec_cfg.polarity == "positive" else -1.0
+    adc_max = 2**elec_cfg.adc_bits - 1
+    if adc_max > np.iinfo(np.int16).max:
+        msg = f"digitize: adc_bits = {elec_cfg.adc_bits} does not fit the int16 waveform"
+        raise SimulationError(msg)
     _digitize_kernel(
         offsets,
         e_coll,
@@ -492,18 +568,16 @@ def digitize(
         decay_alpha,
         t_max,
         n_buf,
+        noise,
+        float(elec_cfg.baseline_adc),
+        sign / elec_cfg.waveform_kev_per_adc,
+        adc_max,
         ideal,
+        waveform,
+        clipped,
         t_trigger,
         triggered,
     )
-
-    # waveform in ADC counts
-    sign = 1.0 if elec_cfg.polarity == "positive" else -1.0
-    adc_max = 2**elec_cfg.adc_bits - 1
-    wf = elec_cfg.baseline_adc + sign * (ideal + noise) / elec_cfg.waveform_kev_per_adc
-    wf = np.rint(wf)
-    clipped = ((wf < 0) | (wf > adc_max)).any(axis=1)
-    waveform = np.clip(wf, 0, adc_max).astype(np.int16)
 
     # trapezoid energy in channels
     e_max = 2**elec_cfg.energy_bits - 1
