@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
 import pytest
 import uproot
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bege_psd.calib import Calibration
 from bege_psd.fit import fit_peaks, make_model
@@ -176,3 +179,22 @@ def test_export_errors_leave_no_file(tmp_path: Path) -> None:
     bad.write_text("hello\n")
     with pytest.raises(ExportError, match="section"):
         read_spe(bad)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    counts=st.lists(st.integers(min_value=0, max_value=2**40), min_size=1, max_size=64),
+    live=st.floats(min_value=1e-3, max_value=1e7, allow_nan=False),
+    dead=st.floats(min_value=0.0, max_value=1e3, allow_nan=False),
+    c=st.tuples(*(st.floats(min_value=-1e3, max_value=1e3, allow_nan=False) for _ in range(3))),
+)
+def test_spe_and_n42_round_trip_property(counts: list[int], live: float, dead: float, c: tuple[float, float, float]) -> None:
+    arr = np.array(counts, dtype=np.float64)
+    with tempfile.TemporaryDirectory() as d:
+        for writer, reader, name in ((write_spe, read_spe, "p.Spe"), (write_n42, read_n42, "p.n42")):
+            path = writer(Path(d) / name, arr, calibration=c, live_time_s=live, real_time_s=live + dead, start_time=START)
+            back = reader(path)
+            np.testing.assert_array_equal(back.counts, arr)
+            assert back.coefficients == pytest.approx(c, rel=1e-8, abs=1e-300)
+            assert back.live_time_s == pytest.approx(live, rel=1e-6, abs=1e-6)
+            assert back.real_time_s == pytest.approx(live + dead, rel=1e-6, abs=1e-6)
