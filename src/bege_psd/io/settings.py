@@ -240,7 +240,7 @@ def parse_run_info(path: str | Path) -> RunMetadata:
 
     Real time comes from ``time.real`` (``HH:MM:SS``) or ``time.stop - time.start``; live time
     from ``time.live`` (written by :func:`run_info_text`) when present; calibration from the
-    first ``board.<id>.<ch>.calibration.energy.c0/c1/c2``.
+    first ``board.<id>.<ch>.calibration.energy.c0/c1/c2`` that is not the identity (0, 1, 0).
     """
     path = Path(path)
     try:
@@ -285,7 +285,7 @@ def parse_run_info(path: str | Path) -> RunMetadata:
                 raise CompassFormatError(msg, path=str(path)) from None
             if cal != (0.0, 1.0, 0.0):  # CoMPASS writes the identity when uncalibrated
                 calibration, unit = cal, c.get("uom")
-            break
+                break
     return _empty(
         live_time_s=live,
         real_time_s=real,
