@@ -20,6 +20,7 @@ from bege_psd.metrics import (
     currie_mda,
     line_significance,
     mda_before_after,
+    mda_from_spectra,
     mislabelled_fraction,
     peak_to_compton_area,
     peak_to_compton_paper,
@@ -209,3 +210,19 @@ def test_metrics_config_validation() -> None:
         from_mapping(MetricsConfig, {"sep_window_kev": [2109.0, 2098.0]})
     with pytest.raises(ConfigError, match="ptc_model"):
         from_mapping(MetricsConfig, {"ptc_model": "lorentz"})
+
+
+def test_mda_from_spectra_uses_sideband_background() -> None:
+    edges = np.arange(460.0, 496.0 + 1e-9, 0.5)
+    c = 0.5 * (edges[1:] + edges[:-1])
+    flat_all, flat_kept = np.full(c.size, 40.0), np.full(c.size, 4.0)
+    line = np.where(np.abs(c - 477.75) < 0.3, 500.0, 0.0)  # a line in the ROI must not count
+    h_all, h_kept = _hist(edges, flat_all + line), _hist(edges, flat_kept + 0.6 * line)
+    roi, sb = (476.0, 479.5), ((466.0, 472.0), (484.0, 490.0))
+    n_roi = int(np.sum((c >= roi[0]) & (c <= roi[1])))
+    cmp_ = mda_from_spectra(h_all, h_kept, roi, sb, 0.6, 0.05, 0.1044, 86400.0)
+    assert cmp_.background_before == pytest.approx(40.0 * n_roi)
+    assert cmp_.background_after == pytest.approx(4.0 * n_roi)
+    assert cmp_.mda_before_bq == pytest.approx(currie_mda(40.0 * n_roi, 0.05, 0.1044, 86400.0))
+    assert cmp_.mda_after_bq == pytest.approx(currie_mda(4.0 * n_roi, 0.05 * 0.6, 0.1044, 86400.0))
+    assert cmp_.ratio < 1  # the cut pays off here

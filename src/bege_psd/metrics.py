@@ -14,7 +14,8 @@ What to use when
 - :func:`mislabelled_fraction`: Gaussian + constant fit of a label window (paper: ~4 % Compton
   under the 208Tl SEP window [2098, 2109] keV).
 - :func:`line_significance`: likelihood-ratio significance of a weak line (e.g. 7Be 477.6 keV).
-- :func:`currie_mda`, :func:`mda_before_after`: Currie minimum detectable activity.
+- :func:`currie_mda`, :func:`mda_before_after`, :func:`mda_from_spectra`: Currie minimum
+  detectable activity, before and after a cut.
 - :func:`roc_curve`, :func:`auc`: ROC and area under it from scores and truth labels (numpy).
 
 All quantities are :class:`bege_psd.spectrum.Quantity` ``(value, error)`` pairs where an
@@ -47,6 +48,7 @@ __all__ = (
     "currie_mda",
     "line_significance",
     "mda_before_after",
+    "mda_from_spectra",
     "mislabelled_fraction",
     "peak_survival",
     "peak_to_compton_area",
@@ -500,6 +502,31 @@ def mda_before_after(
         background_after, efficiency * peak_survival, emission_probability, live_time_s, k=k
     )
     return MDAComparison(before, after, after / before, background_before, background_after, peak_survival)
+
+
+def mda_from_spectra(
+    h_all: Any,
+    h_kept: Any,
+    roi: tuple[float, float],
+    sidebands: tuple[tuple[float, float], tuple[float, float]],
+    peak_survival: float,
+    efficiency: float,
+    emission_probability: float,
+    live_time_s: float,
+    *,
+    k: float = 1.645,
+) -> MDAComparison:
+    """Currie MDA before/after a cut with the backgrounds under ``roi`` from side bands.
+
+    The background counts in the ROI of each spectrum come from :func:`signal_to_background`
+    (linear interpolation between the two side bands), so a line present in the ROI does not
+    inflate its own detection limit.
+    """
+    b_all = signal_to_background(h_all, roi, sidebands).background.value
+    b_kept = signal_to_background(h_kept, roi, sidebands).background.value
+    return mda_before_after(
+        b_all, b_kept, peak_survival, efficiency, emission_probability, live_time_s, k=k
+    )
 
 
 # --------------------------------------------------------------------------- ROC
