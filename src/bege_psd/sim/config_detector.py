@@ -28,6 +28,7 @@ from dataclasses import field
 from typing import Literal
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ..errors import ConfigError
 
@@ -213,11 +214,11 @@ class ElectronicsConfig:
         a, b, c = np.linalg.solve(m, f2)
         return float(a), float(b), float(c)
 
-    def fwhm_kev(self, energy_kev: float | np.ndarray) -> np.ndarray:
+    def fwhm_kev(self, energy_kev: float | NDArray[np.float64]) -> NDArray[np.float64]:
         """Energy resolution (FWHM, keV) of the model at ``energy_kev``."""
         a, b, c = self.resolution_coefficients
-        e = np.maximum(np.asarray(energy_kev, dtype=float), 0.0)
-        return np.sqrt(a + b * e + c * e**2)
+        e = np.maximum(np.asarray(energy_kev, dtype=np.float64), 0.0)
+        return np.asarray(np.sqrt(a + b * e + c * e**2), dtype=np.float64)
 
     @property
     def trapezoid_noise_gain(self) -> float:

@@ -343,8 +343,8 @@ def solve_fields(cfg: DetectorConfig) -> FieldSolution:
     v = cfg.bias_v * phi1 + phi0
     # E = -grad V, V/mm -> V/cm
     dv_dr, dv_dz = np.gradient(v, h, h)
-    e_r = -10.0 * dv_dr
-    e_z = -10.0 * dv_dz
+    e_r: NDArray[np.float64] = np.asarray(-10.0 * dv_dr, dtype=np.float64)
+    e_z: NDArray[np.float64] = np.asarray(-10.0 * dv_dz, dtype=np.float64)
     e_r[0, :] = 0.0
     # capacitance: eps * integral |grad W|^2 dV over the crystal (cell-centred)
     gr = np.diff(w, axis=0)[:, :-1] / h
@@ -356,8 +356,8 @@ def solve_fields(cfg: DetectorConfig) -> FieldSolution:
     cap_pf = cfg.eps_r * _EPS0 * 1e12 * integral_mm * 1e-3
     emag = np.hypot(e_r, e_z)
     sol = FieldSolution(
-        r_mm=np.arange(nr) * h,
-        z_mm=np.arange(nz) * h,
+        r_mm=np.arange(nr, dtype=np.float64) * h,
+        z_mm=np.arange(nz, dtype=np.float64) * h,
         potential_v=v,
         weighting=w,
         e_r_v_per_cm=e_r,
@@ -428,7 +428,7 @@ def _interp(a: NDArray[np.float64], r: float, z: float, h: float) -> float:
         j = 0
     fx = x - i
     fy = y - j
-    return (
+    return float(
         (1 - fx) * (1 - fy) * a[i, j]
         + fx * (1 - fy) * a[i + 1, j]
         + (1 - fx) * fy * a[i, j + 1]
@@ -579,7 +579,8 @@ def drift_signal(
         te,
         va,
     )
-    return np.arange(n_steps) * cfg.drift_step_ns, q[0], float(th[0]), float(te[0])
+    t_ns: NDArray[np.float64] = np.arange(n_steps, dtype=np.float64) * cfg.drift_step_ns
+    return t_ns, np.asarray(q[0], dtype=np.float64), float(th[0]), float(te[0])
 
 
 def _geom(cfg: DetectorConfig) -> NDArray[np.float64]:
@@ -692,12 +693,12 @@ class PulseLibrary:
     @property
     def r_mm(self) -> NDArray[np.float64]:
         """Radii of the library nodes (mm)."""
-        return np.arange(self.nr) * self.dr_mm
+        return np.arange(self.nr, dtype=np.float64) * self.dr_mm
 
     @property
     def z_mm(self) -> NDArray[np.float64]:
         """Heights of the library nodes above the p+ face (mm)."""
-        return np.arange(self.nz) * self.dz_mm
+        return np.arange(self.nz, dtype=np.float64) * self.dz_mm
 
     # -- building --------------------------------------------------------------------------
     @classmethod
