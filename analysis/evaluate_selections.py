@@ -435,7 +435,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--th232", type=Path, default=Path("generated/sim/th232"))
     parser.add_argument("--cryoconite", type=Path, default=Path("generated/sim/cryoconite"))
-    parser.add_argument("--n-events", type=int, default=300_000, help="events to simulate if a run is missing")
+    parser.add_argument("--n-events", type=int, default=300_000, help="232Th events to simulate if the run is missing")
+    parser.add_argument("--n-cryoconite", type=int, default=None, help="cryoconite events to simulate (default: --n-events)")
     parser.add_argument("--out", type=Path, default=Path("generated/eval/selections"))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -450,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     cache = out / "cache"
     cache.mkdir(parents=True, exist_ok=True)
     th_run = ensure_run(args.th232, "th232", args.n_events, args.seed)
-    cr_run = ensure_run(args.cryoconite, "cryoconite", args.n_events, args.seed + 1)
+    cr_run = ensure_run(args.cryoconite, "cryoconite", args.n_cryoconite or args.n_events, args.seed + 1)
 
     cal, cal_desc = calibration_for(th_run)
     dsp_cfg = DSPConfig()
