@@ -567,9 +567,18 @@ def _stage_train(ctx: _Context, name: str, cal_path: Path) -> dict[str, Any]:
     try:
         header = with_header(out)
         prov.update({k: header[k] for k in ("kind", "config_hash", "versions", "format_version") if k in header})
-        for k in ("training_history", "evidence", "silhouette", "fit_info"):
-            if k in header:
-                prov[k] = header[k]
+        if "versions" not in prov and "bege_psd_version" in header:
+            prov["versions"] = {"bege_psd": header["bege_psd_version"]}
+        summary: dict[str, Any] = {}
+        hist_ = header.get("training_history") or {}
+        for k in ("val_accuracy_0.5", "val_accuracy_threshold", "ae_epochs_run", "clf_epochs_run", "n_clf_train"):
+            if k in hist_:
+                summary[k] = hist_[k]
+        if header.get("silhouette") is not None:
+            summary["silhouette"] = header["silhouette"]
+        if isinstance(header.get("evidence"), dict):
+            summary["evidence"] = {k: v for k, v in header["evidence"].items() if isinstance(v, (str, int, float, bool))}
+        prov["summary"] = summary
     except BegePsdError:
         pass
     return prov

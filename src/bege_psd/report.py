@@ -191,8 +191,10 @@ def build_blocks(results: Mapping[str, Any], figures: Sequence[Path], config: Re
         rows = []
         for name, m in models.items():
             versions = m.get("versions", {})
-            rows.append((NAMES.get(name, name), m.get("path", ""), _fmt(m.get("threshold"), d), m.get("config_hash", "-"), ", ".join(f"{k} {v}" for k, v in versions.items()) or "-", _fmt(m.get("n_train_table"))))
-        b.append(Block("table", header=("selector", "model file", "threshold", "config hash", "versions", "training table events"), rows=tuple(rows)))
+            summ = m.get("summary", {})
+            train = "; ".join(f"{k} {_fmt(v, d)}" for k, v in summ.items() if not isinstance(v, dict))
+            rows.append((NAMES.get(name, name), m.get("path", ""), _fmt(m.get("threshold"), d), m.get("config_hash", "-"), ", ".join(f"{k} {v}" for k, v in versions.items()) or "-", _fmt(m.get("n_train_table")), train or "-"))
+        b.append(Block("table", header=("selector", "model file", "threshold", "config hash", "versions", "training table events", "training summary"), rows=tuple(rows)))
         b.append(Block("text", "Models were trained on the calibration run" + (" (SIMULATED DATA)." if runs.get("calibration", {}).get("simulated") else ".")))
     if figures:
         b.append(Block("heading", "Figures" + sim))
