@@ -169,3 +169,23 @@ def test_acm_in_the_chain(tiny):
     assert np.nanmax(score) <= 1
     assert np.isfinite(score[inside]).mean() > 0.8
     assert "ACM" in res.report_md.read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.ml
+def test_bigger_chain_improves_peak_to_compton(tmp_path, monkeypatch):
+    """Demo-sized run (all three selectors): every stage runs and every cut improves the
+    137Cs peak-to-Compton ratio while keeping a reasonable part of the peak."""
+    monkeypatch.setenv("CI", "1")
+    raw = _config(tmp_path, calibration_events=150_000, sample_events=100_000, selectors=["aoe", "gmm", "acm"],
+                  chunk_size=50_000, acm_train_max_events=40_000, export_formats=["root", "n42", "spe"])
+    raw["aoe"] = {}
+    raw["acm"] = {"ae_max_events": 20_000, "ae_epochs": 10, "clf_epochs": 30, "threads": 2}
+    res = run_pipeline(load_config(raw), progress=False)
+    assert not res.missing, res.stages
+    table2 = {r["selection"]: r for r in res.results["analysis"]["table2"]}
+    for sel in ("aoe", "gmm", "acm"):
+        assert table2[sel]["pc_fit_kev_improvement"] > 1.0, table2[sel]
+        assert 0.2 < table2[sel]["peak_survival"] <= 1.0
+        assert res.results["analysis"]["roc_truth"][sel]["auc"] > 0.6
+    assert (res.results_dir / "export" / "sample_kept_acm.n42").exists()
