@@ -281,6 +281,15 @@ def _rewrite(path, **changes):
     path.write_text(json.dumps(meta))
 
 
+def test_model_file_is_strict_json_without_silhouette(tmp_path, th_table):
+    table, _ = th_table
+    sel = GMMSelector(GMMConfig(silhouette_events=0)).fit(table)
+    path = sel.save(tmp_path / "m.json")
+    meta = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
+    assert meta["silhouette"] is None
+    assert np.isnan(GMMSelector.load(path).silhouette)
+
+
 def test_load_rejects_other_version(tmp_path, fitted):
     path = fitted.save(tmp_path / "m.json")
     _rewrite(path, bege_psd_version="0.0.1")

@@ -625,7 +625,7 @@ class GMMSelector:
             "covariances": self.covariances.tolist(),
             "mse_components": list(self.mse_components),
             "evidence": self.evidence,
-            "silhouette": self.silhouette,
+            "silhouette": self.silhouette if math.isfinite(self.silhouette) else None,
             "training": self.training,
             "score_definition": "sum of posteriors of mse_components; 1 = MSE-like",
         }
@@ -635,7 +635,7 @@ class GMMSelector:
         p = Path(path)
         if p.suffix != ".json":
             p = p.with_name(p.name + ".json")
-        atomic_write_text(p, json.dumps(self.to_dict(), indent=2, allow_nan=True))
+        atomic_write_text(p, json.dumps(self.to_dict(), indent=2, allow_nan=False))
         return p
 
     @classmethod
