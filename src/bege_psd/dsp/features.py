@@ -47,6 +47,7 @@ NaN in, NaN out; a bad pulse is flagged, never dropped and never an exception.
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -224,6 +225,24 @@ def _field_or(events: Any, name: str, n: int, fill: float) -> NDArray[Any]:
     return np.full(n, fill)
 
 
+def _kernel_rows(
+    block: NDArray[Any],
+    energy: NDArray[np.float64],
+    sign: NDArray[np.float64],
+    consts: tuple[NDArray[Any], ...],
+    out: NDArray[np.float32],
+    npeaks: NDArray[np.int32],
+    quality: NDArray[np.uint32],
+    a: int,
+    b: int,
+) -> None:
+    """Rows a:b of a block through the fused kernel (it releases the GIL)."""
+    from . import kernels as K
+
+    kernel: Any = K.features_2d  # numba's stubs do not describe compiled signatures
+    kernel(block[a:b], energy[a:b], sign[a:b], *consts, out[a:b], npeaks[a:b], quality[a:b])
+
+
 def features(
     events: Any,
     config: DSPConfig | None = None,
@@ -257,7 +276,6 @@ def features(
         Records with the fields listed in the module docstring: float32 features,
         ``n_peaks_d2`` int32, ``quality`` uint32 (:class:`Quality`). ``attrs`` are copied.
     """
-    from . import kernels as K
 
     cfg = config or DSPConfig()
     attrs = dict(getattr(events, "attrs", None) or {})
@@ -268,10 +286,11 @@ def features(
     if n_threads < 1:
         msg = f"n_threads = {n_threads!r} must be at least 1"
         raise ConfigError(msg)
-    if template is not None and not hasattr(template, "values"):
-        from .template import SSETemplate
+    from .template import SSETemplate
 
-        template = SSETemplate.load(template)
+    tmpl_obj: SSETemplate | None = None
+    if template is not None:
+        tmpl_obj = template if isinstance(template, SSETemplate) else SSETemplate.load(template)
 
     wf = _waveforms_of(events)
     blocks = _to_blocks(wf)
@@ -283,10 +302,10 @@ def features(
 
     fp, ip = _params(cfg, period)
     tmpl = np.zeros(0)
-    if template is not None:
-        template.check_compatible(period, cfg)
-        tmpl = np.ascontiguousarray(template.values, dtype=np.float64)
-        ip[C.IP_TPRE] = template.pre_samples
+    if tmpl_obj is not None:
+        tmpl_obj.check_compatible(period, cfg)
+        tmpl = np.ascontiguousarray(tmpl_obj.values, dtype=np.float64)
+        ip[C.IP_TPRE] = tmpl_obj.pre_samples
     fs, fc, fd = _filters(cfg)
 
     out = np.full((n, len(C.FEATURE_COLUMNS)), np.nan, dtype=np.float32)
@@ -304,27 +323,15 @@ def features(
         o_b = np.full((m, len(C.FEATURE_COLUMNS)), np.nan, dtype=np.float32)
         p_b = np.full(m, -1, dtype=np.int32)
         q_b = np.zeros(m, dtype=np.uint32)
-        args = (fs, fc, fd, tmpl, fp, ip)
+
+        consts = (fs, fc, fd, tmpl, fp, ip)
+        run = functools.partial(_kernel_rows, block, e_b, sign, consts, o_b, p_b, q_b)
         if n_threads == 1 or m < 2 * 256:
-            K.features_2d(block, e_b, sign, *args, o_b, p_b, q_b)
+            run(0, m)
         else:
             step = -(-m // (4 * n_threads))
-            bounds = [(i, min(m, i + step)) for i in range(0, m, step)]
             with ThreadPoolExecutor(max_workers=n_threads) as pool:
-                futures = [
-                    pool.submit(
-                        K.features_2d,
-                        block[a:b],
-                        e_b[a:b],
-                        sign[a:b],
-                        *args,
-                        o_b[a:b],
-                        p_b[a:b],
-                        q_b[a:b],
-                    )
-                    for a, b in bounds
-                ]
-                for f in futures:
+                for f in [pool.submit(run, a, min(m, a + step)) for a in range(0, m, step)]:
                     f.result()
         if rows is None:
             out[:], npeaks[:] = o_b, p_b

@@ -67,7 +67,6 @@ __all__ = (
 )
 
 
-_OPTS = {"nogil": True, "cache": True}
 _NF = len(FEATURE_COLUMNS)
 _Q_SAT = np.uint32(QUALITY_BITS["SATURATED"])
 _Q_PILEUP = np.uint32(QUALITY_BITS["PILEUP"])
@@ -112,7 +111,7 @@ def savgol_matrix(window: int, order: int, deriv: int = 0) -> NDArray[np.float64
 
 
 # ---------------------------------------------------------------------------------- row cores
-@nb.njit(**_OPTS)
+@nb.njit(nogil=True, cache=True)
 def _has_nan(x):  # type: ignore[no-untyped-def]
     # an explicit loop: numba does not compile any() over a generator
     for i in range(x.shape[0]):  # noqa: SIM110
@@ -149,7 +148,7 @@ def _savgol_row(x, filt, out):  # type: ignore[no-untyped-def]
         out[n - h + i] = acc_r
 
 
-@nb.njit(**_OPTS)
+@nb.njit(nogil=True, cache=True)
 def _baseline_row(x, nbase):  # type: ignore[no-untyped-def]
     """Mean, RMS (about the mean) and least-squares slope (per sample) of x[:nbase]."""
     m = min(nbase, x.shape[0])
@@ -170,7 +169,7 @@ def _baseline_row(x, nbase):  # type: ignore[no-untyped-def]
     return mean, math.sqrt(ss / m), sxy / sxx
 
 
-@nb.njit(**_OPTS)
+@nb.njit(nogil=True, cache=True)
 def _crossing_before(s, imax, level):  # type: ignore[no-untyped-def]
     """Walking back from imax, the interpolated position where s rises through level."""
     for i in range(imax - 1, -1, -1):
@@ -179,7 +178,7 @@ def _crossing_before(s, imax, level):  # type: ignore[no-untyped-def]
     return np.nan
 
 
-@nb.njit(**_OPTS)
+@nb.njit(nogil=True, cache=True)
 def _argmax(x):  # type: ignore[no-untyped-def]
     best = 0
     for i in range(1, x.shape[0]):
@@ -188,7 +187,7 @@ def _argmax(x):  # type: ignore[no-untyped-def]
     return best
 
 
-@nb.njit(**_OPTS)
+@nb.njit(nogil=True, cache=True)
 def _parabolic_offset(x, i):  # type: ignore[no-untyped-def]
     if i <= 0 or i >= x.shape[0] - 1:
         return 0.0
@@ -198,7 +197,7 @@ def _parabolic_offset(x, i):  # type: ignore[no-untyped-def]
     return 0.0
 
 
-@nb.njit(**_OPTS)
+@nb.njit(nogil=True, cache=True)
 def _count_peaks_row(x, height, distance, peaks, keep):  # type: ignore[no-untyped-def]
     """Number of peaks as scipy.signal.find_peaks(x, height=height, distance=distance).
 
@@ -246,7 +245,7 @@ def _count_peaks_row(x, height, distance, peaks, keep):  # type: ignore[no-untyp
     return total
 
 
-@nb.njit(**_OPTS)
+@nb.njit(nogil=True, cache=True)
 def _l1_row(s, amp, t_align, template, pre):  # type: ignore[no-untyped-def]
     """Mean |s(t_align + k - pre)/amp - template[k]| over the samples inside the trace."""
     n = s.shape[0]
@@ -269,7 +268,7 @@ def _l1_row(s, amp, t_align, template, pre):  # type: ignore[no-untyped-def]
     return acc / cnt
 
 
-@nb.njit(**_OPTS)
+@nb.njit(nogil=True, cache=True)
 def _features_row(x, energy, sign, fs, fc, fd, template, fp, ip, y, s, c, d2, peaks, keep, out):  # type: ignore[no-untyped-def]
     """All features of one trace; returns (n_peaks_d2, quality bits). ``out`` gets _NF floats."""
     n = x.shape[0]
@@ -371,7 +370,7 @@ def _sigs(template: str, types: tuple[str, ...] = ("float32", "float64")) -> lis
     return [template.format(t=t) for t in types]
 
 
-@nb.njit(_sigs("void({t}[:, :], float64[:, :], {t}[:, :])"), **_OPTS)
+@nb.njit(_sigs("void({t}[:, :], float64[:, :], {t}[:, :])"), nogil=True, cache=True)
 def savgol_2d(x, filt, out):  # type: ignore[no-untyped-def]
     """Savitzky-Golay filter each row of ``x`` with ``filt`` (:func:`savgol_matrix`) into out."""
     n = x.shape[1]
@@ -393,7 +392,8 @@ def savgol_2d(x, filt, out):  # type: ignore[no-untyped-def]
         "void({t}[:, :], int64, float64[:], float64[:], float64[:])",
         ("int16", "float32", "float64"),
     ),
-    **_OPTS,
+    nogil=True,
+    cache=True,
 )
 def baseline_2d(x, nbase, mean, rms, slope):  # type: ignore[no-untyped-def]
     """Mean, RMS about the mean and least-squares slope (ADC/sample) of the first nbase samples."""
@@ -409,7 +409,9 @@ def baseline_2d(x, nbase, mean, rms, slope):  # type: ignore[no-untyped-def]
 
 
 @nb.njit(
-    _sigs("void({t}[:, :], float64[:], float64[:], {t}[:, :])", ("float32", "float64")), **_OPTS
+    _sigs("void({t}[:, :], float64[:], float64[:], {t}[:, :])", ("float32", "float64")),
+    nogil=True,
+    cache=True,
 )
 def subtract_baseline_2d(x, mean, sign, out):  # type: ignore[no-untyped-def]
     """out = sign * (x - mean) row by row (sign = +1 positive, -1 negative polarity)."""
@@ -418,7 +420,7 @@ def subtract_baseline_2d(x, mean, sign, out):  # type: ignore[no-untyped-def]
             out[r, i] = sign[r] * (x[r, i] - mean[r])
 
 
-@nb.njit(_sigs("void({t}[:, :], {t}[:, :])"), **_OPTS)
+@nb.njit(_sigs("void({t}[:, :], {t}[:, :])"), nogil=True, cache=True)
 def minmax_normalise_2d(x, out):  # type: ignore[no-untyped-def]
     """Scale each row to [0, 1] (min -> 0, max -> 1); a flat or NaN row gives NaN."""
     for r in range(x.shape[0]):
@@ -441,7 +443,7 @@ def minmax_normalise_2d(x, out):  # type: ignore[no-untyped-def]
             out[r, i] = (float(x[r, i]) - float(lo)) * inv
 
 
-@nb.njit(_sigs("void({t}[:, :], {t}[:, :])"), **_OPTS)
+@nb.njit(_sigs("void({t}[:, :], {t}[:, :])"), nogil=True, cache=True)
 def downsample_mean_2d(x, out):  # type: ignore[no-untyped-def]
     """Average consecutive groups of ``x.shape[1] // out.shape[1]`` samples (a trailing
     remainder is dropped): 366 -> 122 with out of width 122."""
@@ -455,7 +457,7 @@ def downsample_mean_2d(x, out):  # type: ignore[no-untyped-def]
             out[r, j] = acc / f
 
 
-@nb.njit(_sigs("void({t}[:, :], float64[:], float64[:, :])"), **_OPTS)
+@nb.njit(_sigs("void({t}[:, :], float64[:], float64[:, :])"), nogil=True, cache=True)
 def rise_times_2d(s, levels, out):  # type: ignore[no-untyped-def]
     """Crossing positions (samples, linear interpolation) of ``levels`` x max of each row,
     found by walking back from the maximum; NaN when the trace starts above a level."""
@@ -473,7 +475,7 @@ def rise_times_2d(s, levels, out):  # type: ignore[no-untyped-def]
                 out[r, k] = _crossing_before(buf, imax, levels[k] * amp)
 
 
-@nb.njit(_sigs("void({t}[:, :], float64[:], float64[:])"), **_OPTS)
+@nb.njit(_sigs("void({t}[:, :], float64[:], float64[:])"), nogil=True, cache=True)
 def current_max_2d(c, amax, tmax):  # type: ignore[no-untyped-def]
     """Maximum of each row and its position in samples (parabolic interpolation)."""
     n = c.shape[1]
@@ -489,7 +491,7 @@ def current_max_2d(c, amax, tmax):  # type: ignore[no-untyped-def]
         tmax[r] = i + _parabolic_offset(buf, i)
 
 
-@nb.njit(_sigs("void({t}[:, :], float64, int64, int32[:])"), **_OPTS)
+@nb.njit(_sigs("void({t}[:, :], float64, int64, int32[:])"), nogil=True, cache=True)
 def count_peaks_2d(x, height, distance, out):  # type: ignore[no-untyped-def]
     """Peaks per row as ``len(scipy.signal.find_peaks(row, height, distance=distance)[0])``;
     -1 for a row with NaN."""
@@ -506,7 +508,9 @@ def count_peaks_2d(x, height, distance, out):  # type: ignore[no-untyped-def]
             out[r] = _count_peaks_row(buf, height, distance, peaks, keep)
 
 
-@nb.njit(_sigs("void({t}[:, :], float64[:], float64[:], int64, float64[:])"), **_OPTS)
+@nb.njit(
+    _sigs("void({t}[:, :], float64[:], float64[:], int64, float64[:])"), nogil=True, cache=True
+)
 def l1_aligned_2d(s, t_align, template, pre, out):  # type: ignore[no-untyped-def]
     """L1 distance of each row, normalised by its maximum and aligned so that sample
     ``t_align`` falls on template index ``pre``, to the template (mean over the overlap)."""
@@ -528,7 +532,7 @@ _FEAT_SIG = (
 )
 
 
-@nb.njit(_sigs(_FEAT_SIG, ("int16", "float32", "float64")), **_OPTS)
+@nb.njit(_sigs(_FEAT_SIG, ("int16", "float32", "float64")), nogil=True, cache=True)
 def features_2d(x, energy, sign, fs, fc, fd, template, fp, ip, out, npeaks, quality):  # type: ignore[no-untyped-def]
     """All features of a block of equal-length traces (rows = events) in one pass.
 
@@ -553,7 +557,7 @@ def features_2d(x, energy, sign, fs, fc, fd, template, fp, ip, out, npeaks, qual
         quality[r] |= q
 
 
-@nb.njit(_sigs(_FEAT_SIG, ("int16", "float32", "float64")), parallel=True, **_OPTS)
+@nb.njit(_sigs(_FEAT_SIG, ("int16", "float32", "float64")), parallel=True, nogil=True, cache=True)
 def features_2d_parallel(x, energy, sign, fs, fc, fd, template, fp, ip, out, npeaks, quality):  # type: ignore[no-untyped-def]
     """:func:`features_2d` parallelised with numba's own threading layer (``prange`` over
     blocks of 256 rows; ``numba.set_num_threads`` sets the number of threads)."""
@@ -591,7 +595,9 @@ def features_2d_parallel(x, energy, sign, fs, fc, fd, template, fp, ip, out, npe
             quality[r] |= q
 
 
-@nb.njit(_sigs("void({t}[:, :], float64[:], float64[:], int64, float64[:, :])"), **_OPTS)
+@nb.njit(
+    _sigs("void({t}[:, :], float64[:], float64[:], int64, float64[:, :])"), nogil=True, cache=True
+)
 def aligned_pulses_2d(s, amp, t_align, pre, out):  # type: ignore[no-untyped-def]
     """``out[r, k] = s[r](t_align[r] + k - pre) / amp[r]`` (linear interpolation); NaN outside
     the trace, for NaN inputs and for a non-positive amplitude. Used to build the SSE template."""

@@ -65,7 +65,8 @@ def baseline_twin(x: NDArray[Any], nbase: int) -> tuple[F64, F64, F64]:
 
 def subtract_baseline_twin(x: NDArray[Any], mean: NDArray[Any], sign: NDArray[Any]) -> F64:
     x = np.atleast_2d(np.asarray(x, dtype=np.float64))
-    return np.asarray(sign, dtype=np.float64)[:, None] * (x - np.asarray(mean)[:, None])
+    out = np.asarray(sign, dtype=np.float64)[:, None] * (x - np.asarray(mean)[:, None])
+    return np.asarray(out, dtype=np.float64)
 
 
 def minmax_normalise_twin(x: NDArray[Any]) -> F64:
@@ -81,7 +82,7 @@ def minmax_normalise_twin(x: NDArray[Any]) -> F64:
 def downsample_mean_twin(x: NDArray[Any], factor: int) -> F64:
     x = np.atleast_2d(np.asarray(x, dtype=np.float64))
     m = x.shape[1] // factor
-    return x[:, : m * factor].reshape(len(x), m, factor).mean(axis=2)
+    return np.asarray(x[:, : m * factor].reshape(len(x), m, factor).mean(axis=2), dtype=np.float64)
 
 
 def _crossing(s: F64, imax: int, level: float) -> float:
