@@ -228,3 +228,27 @@ def test_interpretation_constant_is_the_documented_one():
     interp = compass_root.TARRAYS_INTERPRETATION
     assert interp.header_bytes == 4
     assert interp.content.from_dtype == np.dtype(">i2")
+
+
+def _tarrays_bytes(entries):
+    blob = b""
+    offsets = [0]
+    for e in entries:
+        blob += np.array([len(e)], dtype=">i4").tobytes() + np.asarray(e, dtype=">i2").tobytes()
+        offsets.append(len(blob))
+    return np.frombuffer(blob, dtype=np.uint8), np.asarray(offsets, dtype=np.int64)
+
+
+@pytest.mark.parametrize("fn", [compass_root._strip_tarrays, compass_root._strip_tarrays_py])
+def test_tarrays_decoder_twins(fn):
+    entries = [[1, -2, 3], [], [32767, -32768], list(range(100))]
+    data, bo = _tarrays_bytes(entries)
+    out = np.empty(200, dtype=np.int16)
+    offsets = np.empty(len(entries) + 1, dtype=np.int64)
+    assert fn(data, bo, out, offsets) == -1
+    got = [out[offsets[i] : offsets[i + 1]].tolist() for i in range(len(entries))]
+    assert got == entries
+    # a header that disagrees with the entry's byte count is reported with its entry
+    bad = data.copy()
+    bad[bo[2] + 3] = 5  # entry 2 claims 5 samples but holds 2
+    assert fn(bad, bo, out, offsets) == 2

@@ -23,8 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import awkward as ak
+import numba
 import numpy as np
 import uproot
+from numpy.typing import NDArray
 
 from .._util import atomic_path
 from ..errors import CompassFormatError, MissingBranchError, nearest_names
@@ -57,7 +59,114 @@ _REQUIRED = ("Channel", "Timestamp", "Board", "Energy", "Flags")
 #: writes ``EnergyCal``)
 _CAL_NAMES = ("EnergyCal", "EnergyCalibrated", "EnergyCalib", "CalibEnergy", "Energy_cal")
 
-TARRAYS_INTERPRETATION = uproot.AsJagged(uproot.AsDtype(">i2"), header_bytes=4)
+
+@numba.njit(cache=True, nogil=True)
+def _strip_tarrays(
+    data: NDArray[np.uint8],
+    byte_offsets: NDArray[np.integer[Any]],
+    out: NDArray[np.int16],
+    offsets: NDArray[np.int64],
+) -> int:  # pragma: no cover - compiled; twin: _strip_tarrays_py
+    """Entries ``[int32 BE fN][fN x int16 BE]`` -> native int16 ``out`` and ``offsets``.
+
+    Returns -1, or the first entry whose ``fN`` disagrees with its byte count.
+    """
+    k = 0
+    offsets[0] = 0
+    for i in range(byte_offsets.size - 1):
+        a = byte_offsets[i]
+        b = byte_offsets[i + 1]
+        if b - a < 4:
+            return i
+        n = (
+            (np.int64(data[a]) << 24)
+            | (np.int64(data[a + 1]) << 16)
+            | (np.int64(data[a + 2]) << 8)
+            | np.int64(data[a + 3])
+        )
+        if 4 + 2 * n != b - a:
+            return i
+        q = a + 4
+        for _ in range(n):
+            out[k] = np.int16(
+                np.uint16((np.uint16(data[q]) << np.uint16(8)) | np.uint16(data[q + 1]))
+            )
+            k += 1
+            q += 2
+        offsets[i + 1] = k
+    return -1
+
+
+def _strip_tarrays_py(
+    data: NDArray[np.uint8],
+    byte_offsets: NDArray[np.integer[Any]],
+    out: NDArray[np.int16],
+    offsets: NDArray[np.int64],
+) -> int:
+    """Plain-numpy twin of :func:`_strip_tarrays` (reference for tests)."""
+    k = 0
+    offsets[0] = 0
+    for i in range(byte_offsets.size - 1):
+        a, b = int(byte_offsets[i]), int(byte_offsets[i + 1])
+        if b - a < 4:
+            return i
+        n = int.from_bytes(bytes(data[a : a + 4]), "big", signed=True)
+        if 4 + 2 * n != b - a:
+            return i
+        out[k : k + n] = np.frombuffer(bytes(data[a + 4 : b]), dtype=">i2")
+        k += n
+        offsets[i + 1] = k
+    return -1
+
+
+class AsTArrayS(uproot.AsJagged):  # type: ignore[misc]
+    """``AsJagged(AsDtype(">i2"), header_bytes=4)`` with a one-pass numba basket decoder.
+
+    uproot's generic ``header_bytes`` path masks the headers out with a boolean array over
+    every byte; this subclass strips the 4-byte ``fN`` headers, byte-swaps the samples and
+    checks that every ``fN`` matches its entry's byte count, in one compiled loop. Basket
+    reading, decompression and assembly stay uproot's.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(uproot.AsDtype(">i2"), header_bytes=4)
+
+    def basket_array(
+        self,
+        data: Any,
+        byte_offsets: Any,
+        basket: Any,
+        branch: Any,
+        context: Any,
+        cursor_offset: Any,
+        library: Any,
+        options: Any,
+    ) -> Any:
+        if byte_offsets is None:
+            return super().basket_array(
+                data, byte_offsets, basket, branch, context, cursor_offset, library, options
+            )
+        raw = np.ascontiguousarray(data).view(np.uint8)
+        bo = np.ascontiguousarray(byte_offsets, dtype=np.int64)
+        n_entries = bo.size - 1
+        out = np.empty(max((raw.size - 4 * n_entries) // 2, 0), dtype=np.int16)
+        offsets = np.empty(n_entries + 1, dtype=np.int64)
+        bad = _strip_tarrays(raw, bo, out, offsets)
+        if bad >= 0:
+            entry = (
+                int(basket.entry_start_stop[0]) + bad
+                if hasattr(basket, "entry_start_stop")
+                else bad
+            )
+            msg = (
+                f"{branch.file.file_path}: entry {entry}: TArrayS header of branch {branch.name} "
+                f"does not match its {int(bo[bad + 1] - bo[bad])} bytes (expected int32 fN + fN int16)"
+            )
+            raise CompassFormatError(msg, path=str(branch.file.file_path), entry=entry)
+        return uproot.interpretation.jagged.JaggedArray(offsets, out[: offsets[-1]])
+
+
+TARRAYS_INTERPRETATION = AsTArrayS()
 
 
 def _n_threads() -> int:
