@@ -72,7 +72,10 @@ def _toy_coverage(n_toys: int, seed: int) -> tuple[float, float, float]:
 def test_toy_mc_coverage_500() -> None:
     """500 toys of Gaussian + step on a linear background: pulls and Minos 68 % coverage.
 
-    Takes about 15 s on one core, so it runs in the default suite.
+    Takes about 15 s on one core, so it runs in the default suite. The issue's coverage band
+    65-71 % is +-1.4 sigma of the binomial spread for 500 toys (0.021), so some seeds fail by
+    chance: with ``benchmarks/fit_coverage.py --toys 500`` seeds 1-10 passed all three
+    criteria 9 times (seed 2: coverage 0.636); the seed here is fixed to 1, the first tried.
     """
     mean, width, coverage = _toy_coverage(500, seed=1)
     assert abs(mean) < 0.1
