@@ -659,7 +659,7 @@ def _stage_apply(ctx: _Context, which: str, run_path: Path, selectors: Sequence[
     feat_file.close()
     spec_path = ctx.path("spectra", f"{which}.npz")
     with atomic_path(spec_path) as tmp, tmp.open("wb") as fh:
-        np.savez_compressed(fh, edges=edges, **spectra)
+        np.savez_compressed(fh, edges=edges, **spectra)  # type: ignore[arg-type]
     if which == "calibration" and examples["sse"]:
         ex_path = ctx.path("spectra", "example_pulses.npz")
         with atomic_path(ex_path) as tmp, tmp.open("wb") as fh:
@@ -751,7 +751,7 @@ def run_pipeline(
                 # without a template (too few DEP events) l1_to_sse is NaN and the rest goes on
                 f"features_{which}", ["dsp", "io"], after=["calibrate", f"input_{which}"],
                 extra={"template": ctx.stamps.get("template", "none")},
-                outputs=[ctx.path("features", f"{which}.root")], func=lambda w=which, q=p: _stage_features(ctx, w, q),
+                outputs=[ctx.path("features", f"{which}.root")], func=lambda w=which, q=p: _stage_features(ctx, w, q),  # type: ignore[misc]
             )
         available = _select_available(ctx)
         trained = []
@@ -759,7 +759,7 @@ def run_pipeline(
             r = ctx.stage(
                 f"train_{name}", [SELECTORS[name][1], "labels"], after=["features_calibration"],
                 extra={"acm_max": ctx.run.acm_train_max_events, "seed": ctx.run.seed} if name == "acm" else None,
-                outputs=[_model_path(ctx, name)], func=lambda n=name: _stage_train(ctx, n, cal),
+                outputs=[_model_path(ctx, name)], func=lambda n=name: _stage_train(ctx, n, cal),  # type: ignore[misc]
                 optional=True,
             )
             if r is not None:
@@ -773,7 +773,7 @@ def run_pipeline(
                 f"apply_{which}", ["labels", "io"], after=[f"features_{which}", *(f"train_{n}" for n in trained)],
                 extra={"selectors": trained, "bin": ctx.run.bin_width_kev, "emax": ctx.run.energy_max_kev},
                 outputs=[ctx.path("friends", f"{which}_psd.root"), ctx.path("spectra", f"{which}.npz")],
-                func=lambda w=which, q=p: _stage_apply(ctx, w, q, trained),
+                func=lambda w=which, q=p: _stage_apply(ctx, w, q, trained),  # type: ignore[misc]
             )
             if r is not None:
                 results.setdefault("apply", {})[which] = r

@@ -63,9 +63,9 @@ def _report(args: argparse.Namespace) -> int:
             if stored is not None:
                 config = from_mapping(ReportConfig, stored, where="report")
     md, html = write_report(args.results_dir, None, config)
-    for p in (md, html):
-        if p is not None:
-            print(f"report: {p.resolve()}")
+    for written in (md, html):
+        if written is not None:
+            print(f"report: {written.resolve()}")
     return 0
 
 

@@ -349,6 +349,7 @@ def make_all(results_dir: str | os.PathLike[str], results: Mapping[str, Any] | N
     Figures whose inputs are absent (e.g. no sample run, no ACM) are skipped with a log
     message; the list of written files is returned.
     """
+    from .config import from_mapping
     from .select.labels import LabelConfig
 
     root = Path(results_dir)
@@ -358,7 +359,7 @@ def make_all(results_dir: str | os.PathLike[str], results: Mapping[str, Any] | N
     simulated = {w: bool(info.get("simulated")) for w, info in results.get("runs", {}).items()}
     analysis = results.get("analysis", {})
     cfg = json.loads((root / "config.json").read_text()) if (root / "config.json").exists() else {}
-    labels = LabelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.get("labels", {}).items()})
+    labels = from_mapping(LabelConfig, cfg.get("labels", {}), where="labels")
     thresholds = {k: v.get("threshold") for k, v in results.get("models", {}).items()}
     written: list[Path] = []
 

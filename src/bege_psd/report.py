@@ -108,7 +108,7 @@ def build_blocks(results: Mapping[str, Any], figures: Sequence[Path], config: Re
         b.append(Block("banner", "SIMULATED DATA: every number and figure in this report comes from the bege-psd detector simulation, not from a measurement."))
     runs = results.get("runs", {})
     b.append(Block("heading", "Runs"))
-    rows = []
+    rows: Any = []
     for which, info in runs.items():
         meta = info.get("metadata", {})
         rows.append((which, info.get("path", "(not available)"), "simulated: " + f"{info.get('source')}, {info.get('n_events')} events, seed {info.get('seed')}" if info.get("simulated") else "measured", _fmt(meta.get("live_time_s"), d)))
