@@ -225,7 +225,7 @@ def _starting_values(
     else:
         b1, b0 = 0.0, float(np.mean(ys))
     if model.has_step:
-        # a step lifts the low side: keep the slope from absorbing it in the start values
+        # rough step start: the drop of the side-band level from the low to the high side
         left = ys[xs < 0].mean() if np.any(xs < 0) else b0
         right = ys[xs > 0].mean() if np.any(xs > 0) else b0
     else:
@@ -260,11 +260,13 @@ def _starting_values(
     if model.has_tail:
         start["tail_frac"] = 0.1
         start["tail_tau"] = 2.0 * sigma0
+    # never start on the >= 0 limit: Minuit's bound transform has no gradient there
+    floor = max(1e-3 * float(np.mean(dens)), 1e-9)
     if model.has_slope:
-        start["bkg_lo"] = max(float(b0 - b1 * model.half_width), 0.0)
-        start["bkg_hi"] = max(float(b0 + b1 * model.half_width), 0.0)
+        start["bkg_lo"] = max(float(b0 - b1 * model.half_width), floor)
+        start["bkg_hi"] = max(float(b0 + b1 * model.half_width), floor)
     else:
-        start["bkg_const"] = max(float(b0), 0.0)
+        start["bkg_const"] = max(float(b0), floor)
     return start, sigma0
 
 
