@@ -252,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     train = table[tr_idx]
 
     def savefig(fig: Any, name: str) -> None:
+        fig.tight_layout()
         with atomic_path(args.out / name) as tmp:
             fig.savefig(tmp, dpi=110, format="png")
         plt.close(fig)
@@ -300,13 +301,13 @@ def main(argv: list[str] | None = None) -> int:
     zi = tr.clf_train_idx
     lab = label_events(ak.to_numpy(train["energy_kev"])[zi], labels)
     zs = (pred_tr["latent"][zi] - acm.latent_mean) / acm.latent_std
-    fig, axes = plt.subplots(1, cfg.bottleneck, figsize=(3 * cfg.bottleneck, 3))
+    fig, axes = plt.subplots(1, cfg.bottleneck, figsize=(2.6 * cfg.bottleneck, 2.8))
     sep = []
     for j, ax in enumerate(np.atleast_1d(axes)):
-        bins = np.linspace(np.nanpercentile(zs[:, j], 0.5), np.nanpercentile(zs[:, j], 99.5), 60)
+        bins = np.linspace(np.nanpercentile(zs[:, j], 1), np.nanpercentile(zs[:, j], 99), 60)
         ax.hist(zs[lab == 1, j], bins, histtype="step", density=True, label="MSE windows")
         ax.hist(zs[lab == 0, j], bins, histtype="step", density=True, label="SSE windows")
-        ax.set(xlabel=f"latent {j} (standardised)")
+        ax.set(xlabel=f"latent {j} (standardised)", yscale="log")
         d = abs(np.mean(zs[lab == 1, j]) - np.mean(zs[lab == 0, j]))
         sep.append(float(d))
     np.atleast_1d(axes)[0].legend(fontsize=7)
