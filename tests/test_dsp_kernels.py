@@ -250,3 +250,21 @@ def test_fused_features_nan_row():
     assert np.isfinite(out[[0, 2], :11]).all()
     assert (npk[[0, 2]] == 2).all()
     assert np.isnan(out[:, -1]).all()  # no template, no L1
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 20).map(lambda h: 2 * h + 1),
+    st.integers(0, 6),
+    st.integers(0, 2),
+    st.integers(0, 200),
+    st.integers(0, 2**31 - 1),
+)
+def test_savgol_property(window, order, deriv, extra, seed):
+    """Any odd window, order < window, derivative 0-2, length >= window: equals scipy."""
+    order = min(order, window - 1)
+    x = np.random.default_rng(seed).normal(size=(2, window + extra))
+    out = np.empty_like(x)
+    K.savgol_2d(x, K.savgol_matrix(window, order, deriv), out)
+    ref = savgol_filter(x, window, order, deriv=deriv, axis=1)
+    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-9 * max(1.0, np.abs(ref).max()))
