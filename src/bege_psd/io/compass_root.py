@@ -169,6 +169,21 @@ class AsTArrayS(uproot.AsJagged):  # type: ignore[misc]
 TARRAYS_INTERPRETATION = AsTArrayS()
 
 
+def _use_fast_inflate() -> None:
+    """Let uproot inflate ZLIB baskets with ISA-L (``isal``, ~1.3-2x faster) when installed.
+
+    Only switches from uproot's default ``"zlib"``; a user's own choice is kept. Same bytes out.
+    """
+    zlib_cls = uproot.compression.ZLIB
+    if zlib_cls.library != "zlib":
+        return
+    try:
+        import isal.isal_zlib  # noqa: F401
+    except ImportError:
+        return
+    zlib_cls.library = "isal"
+
+
 def _n_threads() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
@@ -264,6 +279,7 @@ def iter_root(path: Path, opts: ReadOptions, step_size: int | None) -> Iterator[
     Baskets are decompressed on a thread pool (zlib, lz4 and zstd release the GIL), which
     is what bounds the speed of reading a compressed file.
     """
+    _use_fast_inflate()
     with _open(path) as probe:
         compressed = probe.file.compression is not None
     # uncompressed baskets gain nothing from threads, only their overhead
