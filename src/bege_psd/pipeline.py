@@ -357,7 +357,8 @@ def _resolve_run(ctx: _Context, which: str) -> tuple[Path | None, dict[str, Any]
 
     def simulate() -> dict[str, Any]:
         sim = _import("bege_psd.sim:simulate")
-        path = sim(source, n_events, out_dir, fmt=run.sim_format, seed=seed, config=ctx.config.section("sim"))
+        kw = {"progress": ctx.progress} if _accepts(sim, "progress") else {}
+        path = sim(source, n_events, out_dir, fmt=run.sim_format, seed=seed, config=ctx.config.section("sim"), **kw)
         return {"path": str(path)}
 
     res = ctx.stage(
@@ -488,14 +489,9 @@ def _stage_features(ctx: _Context, which: str, run_path: Path) -> dict[str, Any]
             cols = _feature_columns(feats)
             cols["energy_kev"] = to_kev(_np(chunk["energy_adc"]))
             cols["flags"] = _np(chunk["flags"], np.uint32)
-            w.extend(cols, entry_start=int(chunk.attrs.get("entry_start", n)) if _single_file(chunk) else None)
+            w.extend(cols, entry_start=n)
             n += len(chunk)
     return {"n_events": n, "path": str(out)}
-
-
-def _single_file(chunk: Any) -> bool:
-    # entry_start restarts at 0 in each file of a multi-file run; only check within one file
-    return False
 
 
 def _read_table(path: Path, tree: str = "Features") -> Any:
@@ -620,6 +616,12 @@ def _stage_apply(ctx: _Context, which: str, run_path: Path, selectors: Sequence[
         for chunk in _iterate(ctx, run_path, f"{which}: apply"):
             stop = start + len(chunk)
             f = feat_tree.arrays(entry_start=start, entry_stop=stop, library="ak")
+            if len(f) != len(chunk):
+                msg = (
+                    f"{feats_path}: holds {start + len(f)} feature rows but {run_path} has at least "
+                    f"{stop} events; the run changed after the features stage (delete {feats_path})"
+                )
+                raise BegePsdError(msg)
             table = chunk
             for name in f.fields:
                 if name not in ("entry", "flags"):
@@ -806,16 +808,27 @@ def _window_sum(counts: NDArray[np.float64], edges: NDArray[np.float64], lo: flo
     return float(counts[(centres >= lo) & (centres <= hi)].sum())
 
 
+#: sidebands (keV) for lines with a close neighbour: the 208Tl DEP and 228Ac 1588.2 keV sit
+#: 4.3 keV apart, so adjacent sidebands would subtract the other peak
+SIDEBANDS_KEV: dict[float, tuple[tuple[float, float], tuple[float, float]]] = {
+    1592.51: ((1568.0, 1578.0), (1600.0, 1610.0)),
+    1588.19: ((1568.0, 1578.0), (1600.0, 1610.0)),
+}
+
+
 def _net_counts(counts: NDArray[np.float64], edges: NDArray[np.float64], e0: float, half_kev: float) -> dict[str, float]:
     """Sideband-subtracted counts of a line: gross in ``e0 +- half``, background from two
-    sidebands of width ``half`` each right outside it. ``var_bkg`` is the variance of the
-    background estimate (sidebands scaled to the peak window width)."""
+    sidebands (by default of width ``half`` each right outside the window; see
+    :data:`SIDEBANDS_KEV`) scaled to the window width. ``var_bkg`` is the variance of the
+    background estimate."""
     gross = _window_sum(counts, edges, e0 - half_kev, e0 + half_kev)
-    side = _window_sum(counts, edges, e0 - 2 * half_kev, e0 - half_kev) + _window_sum(counts, edges, e0 + half_kev, e0 + 2 * half_kev)
-    # the central window is 2*half wide, the two sidebands together 2*half wide too: scale 1
-    bkg = side
+    bands = SIDEBANDS_KEV.get(round(e0, 2), ((e0 - 2 * half_kev, e0 - half_kev), (e0 + half_kev, e0 + 2 * half_kev)))
+    side = sum(_window_sum(counts, edges, lo, hi) for lo, hi in bands)
+    scale = 2 * half_kev / sum(hi - lo for lo, hi in bands)
+    bkg = scale * side
     net = gross - bkg
-    return {"gross": gross, "bkg": bkg, "net": net, "net_err": float(np.sqrt(gross + bkg)), "var_bkg": bkg}
+    var_bkg = scale**2 * side
+    return {"gross": gross, "bkg": bkg, "net": net, "net_err": float(np.sqrt(gross + var_bkg)), "var_bkg": var_bkg}
 
 
 def _ratio_err(a: float, da: float, b: float, db: float) -> tuple[float, float]:

@@ -172,7 +172,7 @@ def build_blocks(results: Mapping[str, Any], figures: Sequence[Path], config: Re
         rows = tuple((n, _fmt(lines["original"].get(n, {}).get("currie_ld_counts"), d), *(mda(s, n) for s in sels)) for n in names)
         refs = sorted({v["survival_from"] for per in lines.values() for v in per.values() if v.get("survival_from")})
         b.append(Block("table", header=("line", "Currie L_D [counts] (no cut)", *(f"MDA {NAMES.get(s, s)} / no cut" for s in sels)), rows=rows))
-        b.append(Block("text", "Net counts are sideband-subtracted (window ±2 keV, equal-width sidebands). L_D = 2.71 + 4.65 sqrt(B) (Currie 1968); the MDA scales as L_D / (efficiency x peak survival), so the ratio after/before a cut is (L_D,cut / survival) / L_D,orig. Below 1 means the cut makes the line easier to detect." + (f" † line not visible before the cut: its peak survival is taken from {', '.join(refs)}." if refs else "")))
+        b.append(Block("text", "Net counts are sideband-subtracted (window ±2 keV; sidebands of 2 keV each beside it, or [1568, 1578] and [1600, 1610] keV for the DEP / 228Ac doublet, scaled to the window width). L_D = 2.71 + 4.65 sqrt(B) (Currie 1968); the MDA scales as L_D / (efficiency x peak survival), so the ratio after/before a cut is (L_D,cut / survival) / L_D,orig. Below 1 means the cut makes the line easier to detect." + (f" † line not visible before the cut: its peak survival is taken from {', '.join(refs)}." if refs else "")))
     be7 = analysis.get("be7")
     if be7 and any(be7.values()):
         b.append(Block("heading", "7Be 477.6 keV significance" + sim))
