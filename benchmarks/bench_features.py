@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import time
 
 import awkward as ak
@@ -60,6 +61,11 @@ def _make_events(n: int, length: int, seed: int) -> tuple[ak.Array, np.ndarray]:
     return events, wf
 
 
+def _cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def _best(fn, repeat: int) -> float:
     best = np.inf
     for _ in range(repeat):
@@ -92,10 +98,12 @@ def main() -> None:
 
     # The machine is shared: measure competing variants alternately, several times, and report
     # the best time of each plus the median ratio of back-to-back pairs.
-    t1s, t2s = [], []
+    t1s, t2s, c1s, c2s = [], [], [], []
     for _ in range(args.repeat):
-        t1s.append(_best(lambda: features(events, n_threads=1), 1))
-        t2s.append(_best(lambda: features(events, n_threads=2), 1))
+        for nt, ts, cs in ((1, t1s, c1s), (2, t2s, c2s)):
+            c0 = _cpu_s()
+            ts.append(_best(lambda nt=nt: features(events, n_threads=nt), 1))
+            cs.append(_cpu_s() - c0)
     t1, t2 = min(t1s), min(t2s)
     scaling_pairs = float(np.median(np.array(t1s) / np.array(t2s)))
 
@@ -147,6 +155,13 @@ def main() -> None:
         "events_per_s_2threads": round(eps2),
         "scaling_2_over_1": round(eps2 / eps1, 3),
         "scaling_2_over_1_median_pairs": round(scaling_pairs, 3),
+        # CPU seconds the process got per wall second: if two threads do not get more CPU than
+        # one, the machine (not the code) limited the scaling; events per CPU-second measures
+        # the parallel efficiency independently of the load
+        "cpu_per_wall_1thread": round(float(np.median(np.array(c1s) / np.array(t1s))), 2),
+        "cpu_per_wall_2threads": round(float(np.median(np.array(c2s) / np.array(t2s))), 2),
+        "events_per_cpu_s_1thread": round(n / float(np.median(c1s))),
+        "events_per_cpu_s_2threads": round(n / float(np.median(c2s))),
         "kernel_only_events_per_s_1thread": round(n / t_kernel),
         "numba_parallel_events_per_s_1": round(n / min(par[1])),
         "numba_parallel_events_per_s_2": round(n / min(par[2])),
