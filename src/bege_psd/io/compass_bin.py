@@ -143,7 +143,7 @@ def walk_records(
     while n < cap and pos < size:
         if pos + fixed > size:
             return n, pos, 1
-        ns = 0
+        ns = np.int64(0)
         if ns_at >= 0:
             q = pos + ns_at
             ns = (
@@ -160,7 +160,7 @@ def walk_records(
         rec_offsets[n] = pos
         rec_ns[n] = ns
         n += 1
-        pos = end
+        pos = int(end)
     return n, pos, 0
 
 
@@ -321,7 +321,8 @@ def _gather_fixed(
 ) -> NDArray[Any]:
     """The fixed parts of records at ``offs`` as a structured array (one copy)."""
     idx = offs[:, None] + np.arange(dtype.itemsize, dtype=np.int64)
-    return buf[idx].view(dtype).reshape(-1)
+    out: NDArray[Any] = buf[idx].view(dtype).reshape(-1)
+    return out
 
 
 def _truncation(

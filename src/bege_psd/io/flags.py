@@ -63,7 +63,7 @@ def _as_u32(flags: ArrayLike) -> NDArray[np.uint32]:
         try:
             import awkward as ak
 
-            arr = ak.to_numpy(flags)  # type: ignore[arg-type]
+            arr = ak.to_numpy(flags)
         except Exception:
             msg = f"flags must be an integer array, got dtype {arr.dtype}"
             raise TypeError(msg) from None
@@ -85,7 +85,8 @@ def decode(flags: ArrayLike) -> dict[str, NDArray[np.bool_]]:
 
 def bad_mask(flags: ArrayLike) -> NDArray[np.bool_]:
     """True for saturated, pile-up or fake events."""
-    return (_as_u32(flags) & np.uint32(_BAD_ALL)) != 0
+    out: NDArray[np.bool_] = (_as_u32(flags) & np.uint32(_BAD_ALL)) != 0
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,7 +126,7 @@ def accounting(flags: ArrayLike | Any) -> FlagAccounting:
     Sum the results of several chunks with ``+``.
     """
     if hasattr(flags, "fields") and "flags" in getattr(flags, "fields", ()):
-        flags = flags["flags"]
+        flags = getattr(flags, "flags")  # noqa: B009 - an awkward record field
     f = _as_u32(flags)
     bad = (f & np.uint32(_BAD_ALL)) != 0
     n_flagged = int(np.count_nonzero(bad))

@@ -26,6 +26,7 @@ from typing import Any
 
 import awkward as ak
 import numpy as np
+from numpy.typing import NDArray
 
 from ..config import from_mapping
 from ..errors import CompassFormatError
@@ -351,7 +352,7 @@ def _iterate(source: Source, ro: ReadOptions, step_size: int | None) -> Iterator
 
 
 def _empty_events(attrs: dict[str, Any]) -> ak.Array:
-    cols = {
+    cols: dict[str, NDArray[Any]] = {
         "board": np.zeros(0, np.uint16),
         "channel": np.zeros(0, np.uint16),
         "timestamp_ps": np.zeros(0, np.uint64),

@@ -83,7 +83,7 @@ class RunMetadata:
         if self.sample_period_ns is not None and not self.sample_period_ns > 0:
             msg = f"RunMetadata.sample_period_ns = {self.sample_period_ns}: must be positive"
             raise ValueError(msg)
-        if self.calibration is not None and len(self.calibration) != 3:
+        if self.calibration is not None and len(tuple(self.calibration)) != 3:
             msg = f"RunMetadata.calibration = {self.calibration!r}: expected (c0, c1, c2)"
             raise ValueError(msg)
 
@@ -104,7 +104,7 @@ _EMPTY = dict.fromkeys(f.name for f in dataclasses.fields(RunMetadata))
 def _empty(**kw: object) -> RunMetadata:
     values = dict(_EMPTY)
     values.update(kw)
-    return RunMetadata(**values)  # type: ignore[arg-type]
+    return RunMetadata(**values)  # type: ignore[arg-type,unused-ignore]
 
 
 def _text(el: ET.Element | None) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -73,7 +74,12 @@ def write_run(
     if meta.record_length is None and has_waves:
         meta = dataclasses.replace(meta, record_length=int(ak.max(ak.num(arr["waveform"], axis=1))))
     channels = np.unique(ak.to_numpy(arr["channel"])).astype(int).tolist() if len(arr) else [0]
-    writer = {"root": write_root, "bin": write_bin, "csv": write_csv}[fmt]
+    writers: dict[str, Callable[..., Path]] = {
+        "root": write_root,
+        "bin": write_bin,
+        "csv": write_csv,
+    }
+    writer = writers[fmt]
     raw = folder / "RAW"
     raw.mkdir(parents=True, exist_ok=True)
     channel_col = ak.to_numpy(arr["channel"]) if len(arr) else np.zeros(0, np.uint16)
