@@ -27,7 +27,9 @@ from typing import Any
 
 from bege_psd._util import atomic_write_text
 from bege_psd.config import load_config
+from bege_psd.errors import BegePsdError
 from bege_psd.pipeline import run_pipeline
+from bege_psd.select.base import read_model_header
 
 #: what the paper quotes (section / figure in the comment)
 PAPER: dict[str, tuple[float | None, str]] = {
@@ -71,8 +73,14 @@ def compare(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     if acc.get("in_range") and "acm" in acc.get("kept", {}):
         ours["acm_kept_fraction_300_2700"] = acc["kept"]["acm"] / acc["in_range"]
     models = results.get("models", {})
-    ours["acm_val_accuracy"] = models.get("acm", {}).get("summary", {}).get("val_accuracy_threshold")
-    ours["gmm_silhouette_th232"] = models.get("gmm", {}).get("summary", {}).get("silhouette")
+    headers = {}
+    for name, m in models.items():
+        try:
+            headers[name] = read_model_header(m["path"])
+        except (BegePsdError, KeyError):
+            headers[name] = {}
+    ours["acm_val_accuracy"] = (headers.get("acm", {}).get("training_history") or {}).get("val_accuracy_threshold")
+    ours["gmm_silhouette_th232"] = headers.get("gmm", {}).get("silhouette")
     scan = an.get("scan", {}).get("acm")
     if scan:
         thr = models.get("acm", {}).get("threshold", 0.58)
