@@ -373,7 +373,8 @@ def figures(out: Path, th: Any, cryo: Any, gmm: Any, aoe: Any, scores_th: dict[s
         for name, v in roc.items():
             if isinstance(v, dict) and "_curve" in v:
                 fpr, tpr = v["_curve"]
-                ax.plot(fpr, tpr, label=f"{name}: AUC {v['auc']:.3f}")
+                ls = "--" if name.startswith("feature") else "-"
+                ax.plot(fpr, tpr, ls, label=f"{name}: AUC {v['auc']:.3f}")
         ax.plot([0, 1], [0, 1], ":", color="gray")
         ax.set_xlabel("single-site events kept (FPR)")
         ax.set_ylabel("multi-site events kept (TPR)")
@@ -414,11 +415,11 @@ def figures(out: Path, th: Any, cryo: Any, gmm: Any, aoe: Any, scores_th: dict[s
     a1.errorbar(es, [sl["mu"] for sl in aoe.slices], [sl["mu_err"] for sl in aoe.slices], fmt="o", ms=3)
     grid = np.linspace(es.min(), es.max(), 100)
     a1.plot(grid, aoe.mu(grid))
-    a1.set_ylabel("A/E SSE band mu")
+    a1.set_ylabel("SSE band mu")
     a2.errorbar(es, [sl["sigma"] / aoe.mu(sl["energy_kev"]) for sl in aoe.slices],
                 [sl["sigma_err"] / aoe.mu(sl["energy_kev"]) for sl in aoe.slices], fmt="o", ms=3)  # fmt: skip
     a2.plot(grid, aoe.sigma(grid))
-    a2.set_ylabel("relative width sigma")
+    a2.set_ylabel("rel. width")
     a2.set_xlabel("energy [keV]")
     a1.set_title("SIMULATED 232Th: A/E correction from Compton slices", fontsize=12)
     written.append(_save(fig, out / "aoe_energy_correction.png"))
@@ -429,7 +430,7 @@ def figures(out: Path, th: Any, cryo: Any, gmm: Any, aoe: Any, scores_th: dict[s
         ax.plot([p["peak_survival"] for p in pts], [p["factor"] for p in pts], "o-", ms=3, label=name)
     ax.plot([0.495], [1.74], "k*", ms=12, label="paper GMM (real data)")
     ax.set_xlabel("137Cs peak survival")
-    ax.set_ylabel("peak-to-Compton improvement (paper definition)")
+    ax.set_ylabel("P/C improvement (paper def.)")
     ax.set_title("SIMULATED cryoconite: working-point scan", fontsize=12)
     ax.legend(fontsize=11)
     written.append(_save(fig, out / "cryoconite_scan.png"))
