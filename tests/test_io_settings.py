@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 
 from bege_psd import io
@@ -172,3 +175,22 @@ def test_run_metadata_validation():
         io.RunMetadata(polarity="up")
     with pytest.raises(ValueError, match="sample_period_ns"):
         io.RunMetadata(sample_period_ns=0.0)
+
+
+HCOMPASS = Path(__file__).parent / "fixtures" / "Hcompass_run_1.root"
+
+
+def test_live_time_from_hcompass_histogram_file(tmp_path):
+    # written by ROOT (tests/fixtures/make_hcompass_fixture.py): TTime LiveTime_<n>/RealTime_<n>
+    meta = io.parse_hcompass(HCOMPASS)
+    assert (meta.live_time_s, meta.real_time_s) == (95.5, 100.25)
+    assert io.parse_hcompass(HCOMPASS, channel=1).live_time_s == 97.0
+    (tmp_path / "settings.xml").write_text(SETTINGS)
+    (tmp_path / "run.info").write_text(RUN_INFO)
+    shutil.copy(HCOMPASS, tmp_path / "Hcompass_run_7.root")
+    meta = io.read_metadata(tmp_path)
+    assert meta.live_time_s == 95.5
+    assert meta.real_time_s == 3603.0  # run.info's time.real wins
+    (tmp_path / "Hcompass_run_7.root").write_bytes(b"garbage")
+    with pytest.raises(CompassFormatError, match="not a readable CoMPASS histogram file"):
+        io.read_metadata(tmp_path)

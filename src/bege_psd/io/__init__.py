@@ -22,7 +22,7 @@ from .compass_csv import write_csv
 from .compass_root import write_root
 from .options import ReadOptions
 from .reader import find_run_files, iterate, read, read_metadata
-from .settings import RunMetadata, parse_run_info, parse_settings_xml
+from .settings import RunMetadata, parse_hcompass, parse_run_info, parse_settings_xml
 from .writer import write_run
 
 __all__ = (
@@ -32,6 +32,7 @@ __all__ = (
     "find_run_files",
     "flags",
     "iterate",
+    "parse_hcompass",
     "parse_run_info",
     "parse_settings_xml",
     "read",

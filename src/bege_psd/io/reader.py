@@ -36,7 +36,7 @@ from .compass_bin import BinLayout, iter_bin
 from .compass_csv import iter_csv
 from .compass_root import iter_root
 from .options import ReadOptions
-from .settings import RunMetadata, _empty, parse_run_info, parse_settings_xml
+from .settings import RunMetadata, _empty, parse_hcompass, parse_run_info, parse_settings_xml
 
 __all__ = ("RunFiles", "find_run_files", "iterate", "read", "read_metadata")
 
@@ -166,6 +166,9 @@ def _folder_files(folder: Path, opts: ReadOptions) -> RunFiles:
 def read_metadata(source: Source) -> RunMetadata:
     """The :class:`RunMetadata` of a run folder, or of the run folder a data file lives in.
 
+    Reads ``settings.xml`` and ``run.info``; live and real time missing from ``run.info`` come
+    from a ``Hcompass*.root`` histogram file in the folder or a sub-folder, when there is one.
+
     Fields that neither ``settings.xml`` nor ``run.info`` provide are ``None``; a source
     without either file gives a metadata object with every field ``None``.
     """
@@ -183,6 +186,11 @@ def read_metadata(source: Source) -> RunMetadata:
         info = parse_run_info(folder / "run.info")
         # settings.xml's runId wins only when run.info has none
         meta = dataclasses.replace(info.merged(meta))
+    if meta.live_time_s is None or meta.real_time_s is None:
+        # CoMPASS keeps live/real time in the histogram file, beside the run or one level down
+        hfiles = sorted(folder.glob("Hcompass*.root")) + sorted(folder.glob("*/Hcompass*.root"))
+        if hfiles:
+            meta = meta.merged(parse_hcompass(hfiles[0]))
     return meta
 
 

@@ -26,6 +26,7 @@ from ..errors import CompassFormatError
 __all__ = (
     "MODEL_SAMPLE_PERIOD_NS",
     "RunMetadata",
+    "parse_hcompass",
     "parse_run_info",
     "parse_settings_xml",
     "run_info_text",
@@ -296,6 +297,34 @@ def parse_run_info(path: str | Path) -> RunMetadata:
         time_stop=kv.get("time.stop"),
         run_info_file=str(path),
     )
+
+
+def parse_hcompass(path: str | Path, channel: int | None = None) -> RunMetadata:
+    """Live and real time from a CoMPASS histogram file ``Hcompass_<run>.root``.
+
+    CoMPASS writes ``LiveTime_<n>`` / ``RealTime_<n>`` (``TTime``, milliseconds) per channel;
+    ``channel`` picks one (default: the lowest present).
+    """
+    import uproot
+
+    path = Path(path)
+    try:
+        with uproot.open(path) as f:
+            classes = f.classnames(recursive=False)
+            times: dict[str, dict[int, float]] = {"LiveTime": {}, "RealTime": {}}
+            for key, cls in classes.items():
+                m = re.fullmatch(r"(LiveTime|RealTime)_(\d+)(;\d+)?", key)
+                if m and cls == "TTime":
+                    ms = f[key].member("fMilliSec")
+                    times[m.group(1)][int(m.group(2))] = float(ms) / 1000.0
+    except Exception as exc:
+        msg = f"{path}: not a readable CoMPASS histogram file ({type(exc).__name__}: {exc})"
+        raise CompassFormatError(msg, path=str(path)) from None
+    chans = sorted(set(times["LiveTime"]) | set(times["RealTime"]))
+    ch = channel if channel is not None else (chans[0] if chans else None)
+    if ch is None:
+        return _empty()
+    return _empty(live_time_s=times["LiveTime"].get(ch), real_time_s=times["RealTime"].get(ch))
 
 
 def _xml_escape(text: str) -> str:
