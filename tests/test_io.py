@@ -326,3 +326,40 @@ def test_info_cli(tmp_path, capsys):
     assert summary["n_events"] == 40
     assert summary["live_time_s"] == 10.0
     assert main(["info", str(tmp_path / "missing")]) == 1
+
+
+@pytest.mark.parametrize("fmt", ["root", "bin", "csv"])
+def test_entry_range_of_one_file(tmp_path, fmt):
+    """``read``/``iterate`` with entry_start/entry_stop equal slices of the whole file."""
+    from bege_psd.io.reader import count_entries
+
+    rng = np.random.default_rng(3)
+    n = 257
+    events = ak.zip(
+        {
+            "board": np.zeros(n, np.uint16),
+            "channel": np.zeros(n, np.uint16),
+            "timestamp_ps": np.cumsum(rng.integers(1, 10**9, n)).astype(np.uint64),
+            "energy_adc": rng.integers(0, 30000, n).astype(np.uint16),
+            "flags": np.full(n, 0x4000, np.uint32),
+            "waveform": ak.Array(rng.integers(0, 16000, (n, 40)).astype(np.int16)),
+        },
+        depth_limit=1,
+    )
+    writer = {"root": io.write_root, "bin": io.write_bin, "csv": io.write_csv}[fmt]
+    path = writer(tmp_path / f"DataR_CH0@DT5725_1146_run.{fmt}", events)
+    assert count_entries(path) == n
+    whole = io.read(path)
+    for a, b in [(0, 10), (10, 200), (250, 257), (100, 100), (0, None)]:
+        part = io.read(path, entry_start=a, entry_stop=b)
+        stop = n if b is None else b
+        assert len(part) == stop - a
+        assert part.attrs["entry_start"] == a
+        assert ak.array_equal(part["energy_adc"], whole["energy_adc"][a:stop])
+        assert ak.array_equal(part["waveform"], whole["waveform"][a:stop])
+    chunks = list(io.iterate(path, step_size=30, entry_start=17, entry_stop=140))
+    assert [len(c) for c in chunks] == [30, 30, 30, 30, 3]
+    assert chunks[0].attrs["entry_start"] == 17
+    assert chunks[-1].attrs["entry_stop"] == 140
+    with pytest.raises(ValueError, match="entry range"):
+        io.read(path, entry_start=5, entry_stop=2)

@@ -273,7 +273,12 @@ def _scalar(tree: Any, name: str, start: int, stop: int, dtype: Any, executor: A
     return arr.astype(dtype, copy=False)
 
 
-def iter_root(path: Path, opts: ReadOptions, step_size: int | None) -> Iterator[RawChunk]:
+def iter_root(
+    path: Path,
+    opts: ReadOptions,
+    step_size: int | None,
+    entry_range: tuple[int, int | None] | None = None,
+) -> Iterator[RawChunk]:
     """Yield :class:`RawChunk` s of ``step_size`` entries (all at once when ``None``).
 
     Baskets are decompressed on a thread pool (zlib, lz4 and zstd release the GIL), which
@@ -285,14 +290,18 @@ def iter_root(path: Path, opts: ReadOptions, step_size: int | None) -> Iterator[
     # uncompressed baskets gain nothing from threads, only their overhead
     executor = uproot.source.futures.ThreadPoolExecutor(_n_threads()) if compressed else None
     try:
-        yield from _iter_root(path, opts, step_size, executor)
+        yield from _iter_root(path, opts, step_size, executor, entry_range)
     finally:
         if executor is not None:
             executor.shutdown()
 
 
 def _iter_root(
-    path: Path, opts: ReadOptions, step_size: int | None, executor: Any
+    path: Path,
+    opts: ReadOptions,
+    step_size: int | None,
+    executor: Any,
+    entry_range: tuple[int, int | None] | None = None,
 ) -> Iterator[RawChunk]:
     with _open(path) as file:
         tree = _find_tree(file, path, opts.tree)
@@ -331,10 +340,14 @@ def _iter_root(
         known = set(_SCALARS) | {"Probe", "Samples"} | count_branches | ({cal} if cal else set())
         extras = [n for n in names if n not in known]
         present = [b for b in _SCALARS if b in names]
-        step = n_entries if step_size is None else step_size
-        starts = range(0, max(n_entries, 1), max(step, 1))  # an empty tree gives one empty chunk
+        lo, hi = 0, n_entries
+        if entry_range is not None:
+            lo = min(max(entry_range[0], 0), n_entries)
+            hi = n_entries if entry_range[1] is None else min(max(entry_range[1], lo), n_entries)
+        step = (hi - lo) if step_size is None else step_size
+        starts = range(lo, max(hi, lo + 1), max(step, 1))  # an empty range gives one empty chunk
         for start in starts:
-            stop = min(start + step, n_entries)
+            stop = min(start + step, hi)
             cols = {
                 _SCALARS[b][0]: _scalar(tree, b, start, stop, _SCALARS[b][1], executor)
                 for b in present

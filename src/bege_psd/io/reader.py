@@ -251,21 +251,78 @@ class _LengthCheck:
         return bad, skipped
 
 
-def _file_chunks(files: RunFiles, opts: ReadOptions, step_size: int | None) -> Iterator[RawChunk]:
+def _slice_chunk(chunk: RawChunk, a: int, b: int) -> RawChunk:
+    """Rows ``[a, b)`` (file entries) of ``chunk``, which must overlap that range."""
+    i, j = max(a - chunk.entry_start, 0), min(b, chunk.entry_stop) - chunk.entry_start
+    offsets = chunk.wf_offsets[i : j + 1]
+    content = chunk.wf_content[offsets[0] : offsets[-1]]
+    out = RawChunk(
+        chunk.path,
+        chunk.entry_start + i,
+        chunk.entry_start + j,
+        {k: v[i:j] for k, v in chunk.columns.items()},
+        offsets - offsets[0],
+        content,
+        {k: v[i:j] for k, v in chunk.extras.items()},
+    )
+    out.skipped.extend(chunk.skipped)
+    return out
+
+
+def _in_range(
+    chunks: Iterable[RawChunk], entry_range: tuple[int, int | None] | None
+) -> Iterator[RawChunk]:
+    """Restrict a file's chunks to its entries ``[start, stop)`` (BIN and CSV readers)."""
+    if entry_range is None:
+        yield from chunks
+        return
+    a, b = entry_range[0], entry_range[1] if entry_range[1] is not None else np.iinfo(np.int64).max
+    for chunk in chunks:
+        if chunk.entry_stop <= a or not chunk.columns:
+            continue
+        if chunk.entry_start >= b:
+            break
+        yield _slice_chunk(chunk, a, b)
+
+
+def _file_chunks(
+    files: RunFiles,
+    opts: ReadOptions,
+    step_size: int | None,
+    entry_range: tuple[int, int | None] | None = None,
+) -> Iterator[RawChunk]:
     previous_layout: BinLayout | None = None
     header: tuple[str, ...] | None = None
+    if entry_range is not None and len(files.files) != 1:
+        msg = (
+            f"entry_start/entry_stop select entries of one file, but the source holds "
+            f"{len(files.files)} files; read one file of the run at a time"
+        )
+        raise CompassFormatError(msg, path=str(files.files[0]))
+    # BIN and CSV ranges are read through, sliced; ROOT seeks to the range
+    sub_step = step_size if entry_range is None else min(step_size or 100_000, 100_000)
     for path in files.files:
         try:
             if files.fmt == "root":
-                yield from iter_root(path, opts, step_size)
+                yield from iter_root(path, opts, step_size, entry_range)
             elif files.fmt == "bin":
-                for layout, chunk in iter_bin(path, opts, step_size, previous_layout):
-                    previous_layout = layout
-                    yield chunk
+
+                def bins(p: Path) -> Iterator[RawChunk]:
+                    nonlocal previous_layout
+                    for layout, chunk in iter_bin(p, opts, sub_step, previous_layout):
+                        previous_layout = layout
+                        yield chunk
+
+                yield from _rechunk(_in_range(bins(path), entry_range), step_size, entry_range)
             else:
-                for names, chunk in iter_csv(path, opts, step_size, header):
-                    header = names
-                    yield chunk
+
+                def csvs(p: Path) -> Iterator[RawChunk]:
+                    nonlocal header
+                    for names, chunk in iter_csv(p, opts, sub_step, header):
+                        header = names
+                        yield chunk
+
+                yield from _rechunk(_in_range(csvs(path), entry_range), step_size, entry_range)
         except CompassFormatError as exc:
             # file-level damage (bad header, missing tree): skip the whole file only when asked
             if (
@@ -286,6 +343,8 @@ def iterate(
     source: Source,
     step_size: int | None = None,
     *,
+    entry_start: int | None = None,
+    entry_stop: int | None = None,
     options: ReadOptions | Mapping[str, Any] | None = None,
     **opts: Any,
 ) -> Iterator[ak.Array]:
@@ -298,6 +357,10 @@ def iterate(
         given order, or a run folder.
     step_size
         Events per chunk (default ``ReadOptions.step_size``); a chunk never spans two files.
+    entry_start, entry_stop
+        Read only the entries ``[entry_start, entry_stop)`` of a single-file source (the unit
+        of work of :func:`bege_psd.stream.plan_partitions`); ROOT seeks, BIN and CSV read
+        through. Chunk ``attrs`` keep file entry numbers.
     options, **opts
         A :class:`ReadOptions` (or ``[io]`` mapping) and/or its fields as keywords.
 
@@ -309,10 +372,80 @@ def iterate(
     if step_size is not None:
         opts["step_size"] = step_size
     ro = _options(options, opts)
-    yield from _iterate(source, ro, ro.step_size)
+    yield from _iterate(source, ro, ro.step_size, _entry_range(entry_start, entry_stop))
 
 
-def _iterate(source: Source, ro: ReadOptions, step_size: int | None) -> Iterator[ak.Array]:
+def _entry_range(start: int | None, stop: int | None) -> tuple[int, int | None] | None:
+    if start is None and stop is None:
+        return None
+    lo = 0 if start is None else int(start)
+    if lo < 0 or (stop is not None and stop < lo):
+        msg = f"entry range [{start}, {stop}) is invalid; need 0 <= entry_start <= entry_stop"
+        raise ValueError(msg)
+    return lo, None if stop is None else int(stop)
+
+
+def _rechunk(
+    chunks: Iterable[RawChunk], step_size: int | None, entry_range: tuple[int, int | None] | None
+) -> Iterator[RawChunk]:
+    """With an entry range, merge the sliced sub-chunks back into ``step_size`` chunks."""
+    if entry_range is None:
+        yield from chunks
+        return
+    pending: list[RawChunk] = []
+    n = 0
+    for chunk in chunks:
+        pending.append(chunk)
+        n += len(chunk)
+        while step_size is not None and n >= step_size:
+            merged = _merge_chunks(pending)
+            cut = merged.entry_start + step_size
+            yield _slice_chunk(merged, merged.entry_start, cut)
+            rest = _slice_chunk(merged, cut, merged.entry_stop)
+            rest.skipped.clear()  # reported once, with the chunk yielded above
+            pending, n = ([rest], len(rest)) if len(rest) else ([], 0)
+    if pending:
+        yield _merge_chunks(pending)
+
+
+def _merge_chunks(chunks: list[RawChunk]) -> RawChunk:
+    if len(chunks) == 1:
+        return chunks[0]
+    offsets = [chunks[0].wf_offsets]
+    for c in chunks[1:]:
+        offsets.append(c.wf_offsets[1:] + offsets[-1][-1])
+    out = RawChunk(
+        chunks[0].path,
+        chunks[0].entry_start,
+        chunks[-1].entry_stop,
+        {k: np.concatenate([c.columns[k] for c in chunks]) for k in chunks[0].columns},
+        np.concatenate(offsets),
+        np.concatenate([c.wf_content for c in chunks]),
+        {k: ak.concatenate([c.extras[k] for c in chunks]) for k in chunks[0].extras},
+    )
+    for c in chunks:
+        out.skipped.extend(c.skipped)
+    return out
+
+
+def count_entries(path: str | os.PathLike[str], **opts: Any) -> int:
+    """Number of events in one CoMPASS data file (cheap for ROOT and fixed-record BIN)."""
+    ro = _options(None, opts)
+    files = find_run_files(Path(path), ro)
+    if files.fmt == "root":
+        from .compass_root import _find_tree, _open
+
+        with _open(files.files[0]) as f:
+            return int(_find_tree(f, files.files[0], ro.tree).num_entries)
+    return sum(len(c) for c in _file_chunks(files, ro, 100_000))
+
+
+def _iterate(
+    source: Source,
+    ro: ReadOptions,
+    step_size: int | None,
+    entry_range: tuple[int, int | None] | None = None,
+) -> Iterator[ak.Array]:
     files = find_run_files(source, ro)
     meta = read_metadata(files.run_folder) if files.run_folder is not None else _empty()
     period = ro.sample_period_ns if ro.sample_period_ns is not None else meta.sample_period_ns
@@ -322,7 +455,7 @@ def _iterate(source: Source, ro: ReadOptions, step_size: int | None) -> Iterator
             "%s: sample period unknown (no settings.xml); set sample_period_ns", files.files[0]
         )
     checks: dict[str, _LengthCheck] = {}
-    for chunk in _file_chunks(files, ro, step_size):
+    for chunk in _file_chunks(files, ro, step_size, entry_range):
         skipped = list(chunk.skipped)
         keep = None
         if ro.check_lengths:
@@ -376,6 +509,8 @@ def _empty_events(attrs: dict[str, Any]) -> ak.Array:
 def read(
     source: Source,
     *,
+    entry_start: int | None = None,
+    entry_stop: int | None = None,
     options: ReadOptions | Mapping[str, Any] | None = None,
     **opts: Any,
 ) -> ak.Array:
@@ -388,7 +523,8 @@ def read(
     """
     step = opts.pop("step_size", None)
     ro = _options(options, opts)
-    chunks = list(_iterate(source, ro, step))
+    entry_range = _entry_range(entry_start, entry_stop)
+    chunks = list(_iterate(source, ro, step, entry_range))
     skipped: list[dict[str, Any]] = []
     dropped: dict[str, int] = {}
     for c in chunks:
@@ -406,8 +542,8 @@ def read(
             {c.attrs["source_file"] for c in chunks},
             key=[c.attrs["source_file"] for c in chunks].index,
         ),
-        "entry_start": 0,
-        "entry_stop": len(out),
+        "entry_start": entry_range[0] if entry_range else 0,
+        "entry_stop": (entry_range[0] if entry_range else 0) + len(out),
         "sample_period_ns": first["sample_period_ns"],
         "polarity": first["polarity"],
         "skipped": skipped,
