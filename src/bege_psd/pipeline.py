@@ -91,9 +91,10 @@ class RunConfig:
 
     A run path left empty is simulated (``bege_psd.sim.simulate``) with the given source,
     number of events and seed, into ``data_dir``; a simulated run is reused when its stamp
-    matches. Relative paths are resolved against the configuration file's folder... except
-    ``results_dir`` and ``data_dir``, which are relative to the current directory (so that
-    ``make demo`` writes under the repository's ``results/`` and ``generated/``).
+    matches. ``calibration_run`` and ``sample_run``, when relative, are resolved against the
+    configuration file's folder; ``results_dir`` and ``data_dir`` are relative to the current
+    directory (so that ``make demo`` writes under the repository's ``results/`` and
+    ``generated/``).
     """
 
     calibration_run: str = field(
@@ -611,7 +612,6 @@ def _stage_apply(ctx: _Context, which: str, run_path: Path, selectors: Sequence[
     with contextlib.suppress(_Missing):
         quality_bits = _import("bege_psd.dsp:Quality")
     start = 0
-    score_store: dict[str, list[NDArray[np.float32]]] = {s: [] for s in selectors}
     with FriendWriter(out, "PSD", source=str(run_path), metadata={"stage": "apply", "selectors": list(selectors), "config_hash": ctx.config.hash()}) as w:
         for chunk in _iterate(ctx, run_path, f"{which}: apply"):
             stop = start + len(chunk)
@@ -653,7 +653,6 @@ def _stage_apply(ctx: _Context, which: str, run_path: Path, selectors: Sequence[
                 acc["scored"][name] += int(np.count_nonzero(np.isfinite(score)))
                 _hist_add(spectra, f"kept_{name}", np.where(keep, energy, np.nan), edges)
                 _hist_add(spectra, f"rejected_{name}", np.where(keep, np.nan, energy), edges)
-                score_store[name].append(score.astype(np.float32))
             w.extend(cols, entry_start=start)
             if which == "calibration" and len(examples["sse"]) < 3:
                 _collect_examples(chunk, energy, labels_cfg, examples)
