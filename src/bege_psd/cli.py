@@ -26,6 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "bege_psd.select.cli",
     "bege_psd.spectrum_cli",
     "bege_psd.fit.cli",
+    "bege_psd.stream_cli",
     "bege_psd.pipeline_cli",
 )
 
