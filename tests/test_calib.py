@@ -120,3 +120,18 @@ def test_line_energies_match_shared_physics_data() -> None:
 
     assert set(TH232_LINES_KEV) <= energies("th232_chain_lines.csv", "E_keV")
     assert set(CRYOCONITE_LINES_KEV) <= energies("cryoconite_lines.csv", "E_keV")
+
+
+def test_calibrate_from_streamed_adc_spectrum(linear_cal: Calibration) -> None:
+    from bege_psd.spectrum import adc_spectrum, fill, make_spectrum
+
+    adc = _th_events(200_000, 1.5, 0.2)
+    h = adc_spectrum(adc[:0], n_channels=16384)
+    for lo in range(0, adc.size, 50_000):
+        fill(h, adc[lo : lo + 50_000])
+    cal = calibrate(h)
+    # same events; only the spectrum length differs, which moves the fit starting points
+    assert cal.coeffs == pytest.approx(linear_cal.coeffs, rel=1e-6)
+    coarse = make_spectrum(adc, bins=100, range=(0, 16000))
+    with pytest.raises(CalibrationError, match="one bin per ADC channel"):
+        calibrate(coarse)

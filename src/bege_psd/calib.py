@@ -396,7 +396,7 @@ def fit_resolution(
 
 
 def calibrate(
-    energy_adc: ArrayLike,
+    energy_adc: ArrayLike | Any,
     lines_kev: Sequence[float] | None = None,
     *,
     order: int | None = None,
@@ -407,8 +407,9 @@ def calibrate(
     Parameters
     ----------
     energy_adc
-        Per-event ADC energies (e.g. ``events.energy_adc``); or, with ``ndim == 1`` and a
-        float dtype, still events (a histogram is built with one bin per channel).
+        Per-event ADC energies (e.g. ``events.energy_adc``), or an ADC spectrum with one bin
+        per channel (:func:`bege_psd.spectrum.adc_spectrum`, e.g. filled chunk by chunk with
+        :func:`bege_psd.spectrum.fill`) so that a large run never sits in memory.
     lines_kev
         Line energies; default: ``config.lines_kev`` (232Th unless configured otherwise).
     order
@@ -438,21 +439,35 @@ def calibrate(
     if len(lines) < order + 1:
         msg = f"{len(lines)} calibration lines given; order {order} needs at least {order + 1}"
         raise CalibrationError(msg)
-    adc = np.asarray(energy_adc, dtype=np.float64).ravel()
-    finite = adc[np.isfinite(adc)]
-    if finite.size == 0:
-        msg = "no finite ADC energies to calibrate"
-        raise CalibrationError(msg)
-    n_ch = int(min(max(np.max(finite) + 2, 16), max(cfg.n_channels, np.max(finite) + 2)))
-    h = adc_spectrum(adc, n_channels=n_ch)
+    h: Any
+    if hasattr(energy_adc, "axes"):  # an ADC spectrum filled chunk by chunk
+        h = energy_adc
+        centres = np.asarray(h.axes[0].centers, dtype=np.float64)
+        if len(h.axes) != 1 or not np.allclose(centres, np.arange(centres.size) + centres[0]):
+            msg = "calibrate() needs events or a 1-D spectrum with one bin per ADC channel (adc_spectrum)"
+            raise CalibrationError(msg)
+        if float(np.sum(h.values())) <= 0:
+            msg = "the ADC spectrum given to calibrate() is empty"
+            raise CalibrationError(msg)
+    else:
+        adc = np.asarray(energy_adc, dtype=np.float64).ravel()
+        finite = adc[np.isfinite(adc)]
+        if finite.size == 0:
+            msg = "no finite ADC energies to calibrate"
+            raise CalibrationError(msg)
+        n_ch = int(min(max(np.max(finite) + 2, 16), max(cfg.n_channels, np.max(finite) + 2)))
+        h = adc_spectrum(adc, n_channels=n_ch)
+        centres = np.arange(n_ch, dtype=np.float64)
     counts = np.asarray(h.values())
     found = find_peaks_adc(
         counts, prominence_sigma=cfg.prominence_sigma, smooth_channels=cfg.smooth_channels,
         max_peaks=cfg.max_peaks,
     )
     if found.channel.size < 2:
-        msg = f"found {found.channel.size} peak(s) in the ADC spectrum ({finite.size} events); need >= 2"
+        msg = f"found {found.channel.size} peak(s) in the ADC spectrum ({float(np.sum(counts)):.0f} events); need >= 2"
         raise CalibrationError(msg)
+    # peak positions as ADC channels (the spectrum may start above channel 0)
+    found = FoundPeaks(found.channel + centres[0], found.fwhm_channels, found.significance, found.height)
     gain, offset, matches = _match_lines(found, lines, cfg)
     log.info("line matching: %.5f keV/ch, offset %.3f keV, %d lines matched", gain, offset, len(matches))
 
