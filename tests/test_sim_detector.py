@@ -500,3 +500,33 @@ def test_transition_layer_pulses_are_slow(lib):
     np.testing.assert_allclose(
         det.transition_delay_ns(np.array([r_surf, 38.0]), np.array([z, z]), tl), [250.0, 0.0]
     )
+
+
+def test_bulk_single_sites_have_nearly_constant_a_over_e(lib):
+    """The BEGe funnel: away from the p+ contact every SSE has about the same current maximum."""
+    rng = np.random.default_rng(21)
+    n = 1500
+    r = 40 * np.sqrt(rng.uniform(0.0, 0.95, n))
+    z = rng.uniform(2.0, 28.0, n)
+    far = np.hypot(r, z) > 18.0
+    r, z = r[far], z[far]
+    out = digitize(
+        ak.unflatten(np.full(r.size, 1000.0), 1),
+        ak.unflatten(r, 1),
+        ak.unflatten(z, 1),
+        lib,
+        ElectronicsConfig(),
+        rng,
+        return_ideal=True,
+    )
+    a = max_current(out["ideal_kev"]) / out["energy_collected_kev"]
+    p5, p50, p95 = np.percentile(a, [5, 50, 95])
+    assert (p95 - p5) / p50 < 0.12
+
+
+def test_library_build_with_progress_bar(tmp_path):
+    cfg = dataclasses.replace(COARSE, library_grid_mm=4.0)
+    lib = PulseLibrary.load_or_build(cfg, cache_dir=tmp_path, progress=True)
+    assert lib.pulses.shape[0] == lib.nr * lib.nz == 11 * 9
+    summary = lib.summary()
+    assert summary["hole_drift_max_ns"] > summary["hole_drift_min_ns"] >= 0.0

@@ -38,6 +38,10 @@ the rest of that face, the mantle and the far face ``z = height_mm`` (the entran
   induced pulse is smeared in time by ``sigma / v_arrival`` (the cloud's spread in arrival
   time), which is what rounds the current peak of far-away deposits.
 
+* Dead and transition layers: :func:`charge_collection_efficiency` and
+  :func:`transition_delay_ns` (used by the electronics; the library itself is for full
+  collection).
+
 The library stores each node's pulse *aligned on its hole collection time* T, so that
 bilinear interpolation between nodes mixes pulse shapes and drift times separately; mixing
 unaligned pulses would fabricate a double-step (multi-site-like) current.

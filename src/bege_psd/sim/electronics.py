@@ -13,8 +13,11 @@ Model
 -----
 * Signal: the energy-weighted sum of the deposits' library pulses, each bilinearly
   interpolated in (r, z) with the pulses aligned on their hole collection times (drift time and
-  shape interpolated separately). Deposits in the n+ dead layer give no charge, in the
-  optional transition layer a linearly reduced charge (same pulse shape).
+  shape interpolated separately). Deposits in the n+ dead layer give no charge; in the
+  transition layer below it the charge is reduced linearly with depth and reaches the active
+  volume by diffusion, modelled as the deposit's pulse passed through a single-pole delay of
+  time constant ``transition_delay_ns * (1 - u)^2`` (``u``: depth fraction across the
+  layer). Such surface events have slow pulses and low A/E, as in a real BEGe.
 * Preamplifier: single-pole rise (``preamp_rise_ns``, applied to the 1 ns library pulses) and
   exponential decay (``preamp_decay_us``, applied on the sample grid).
 * Noise: white Gaussian noise per sample, low-passed by the same preamp rise; its level is
