@@ -186,7 +186,7 @@ def test_fuzz_truncation_and_junk(tmp_path, cut, junk):
         assert len(arr) == 0
         return
     # every data line is either read or counted as skipped
-    lines = [ln for ln in text.split("\n")[1 if text.startswith("BOARD") else 0 :] if ln.strip()]
+    lines = [ln for ln in text.split("\n")[1 if text.startswith("BOARD") else 0 :] if ln.strip().strip(";")]
     assert len(arr) + len(skipped) == len(lines)
     # rows that were not touched by the cut read back exactly
     intact = PSD_WAVES[:cut].count("\n") - 1
@@ -194,3 +194,10 @@ def test_fuzz_truncation_and_junk(tmp_path, cut, junk):
         ak.to_list(arr.timestamp_ps)[: max(intact, 0)]
         == [1000000, 2000000, 3004000][: max(intact, 0)]
     )
+
+
+def test_trailing_separator_is_not_a_sample(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text(PSD_WAVES.replace("\n", ";\n"))
+    arr = io.read(path)
+    assert ak.to_list(arr.waveform[0]) == [13150, 13149, 13151, 12000]

@@ -252,3 +252,23 @@ def test_tarrays_decoder_twins(fn):
     bad = data.copy()
     bad[bo[2] + 3] = 5  # entry 2 claims 5 samples but holds 2
     assert fn(bad, bo, out, offsets) == 2
+
+
+def _tree(path, types, n=2):
+    with uproot.recreate(path) as f:
+        t = f.mktree("Data_R", types)
+        t.extend({k: np.arange(n).astype(v) for k, v in types.items()})
+
+
+def test_float_energy_is_read_as_calibrated_and_bad_types_fail(tmp_path):
+    base = {"Channel": "u2", "Timestamp": "u8", "Board": "u2", "Flags": "u4"}
+    _tree(tmp_path / "f.root", {**base, "Energy": "f8"})
+    arr = io.read(tmp_path / "f.root")
+    assert "energy_adc" not in arr.fields
+    assert ak.to_list(arr.energy_cal) == [0.0, 1.0]
+    _tree(tmp_path / "g.root", {**base, "Energy": "u2", "Board": "f4"})
+    with pytest.raises(
+        CompassFormatError,
+        match=r"branch Board of tree Data_R is 'float'; expected an integer of at most 16 bits",
+    ):
+        io.read(tmp_path / "g.root")

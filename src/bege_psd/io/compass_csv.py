@@ -48,7 +48,7 @@ _REQUIRED = ("BOARD", "CHANNEL", "TIMETAG", "ENERGY", "FLAGS")
 
 
 def _fields(line: bytes) -> list[bytes]:
-    return line.rstrip(b"\r\n").split(b";")
+    return line.rstrip(b"\r\n").rstrip(b";").split(b";")
 
 
 def _guess_header(path: Path, first: bytes) -> tuple[str, ...]:
@@ -168,7 +168,8 @@ def _parse_block(
     line_no: list[int] = []
     skipped: list[dict[str, Any]] = []
     for k, line in enumerate(raw):
-        stripped = line.rstrip(b"\r\n")
+        # some writers end every row with a separator; an empty trailing field is not a sample
+        stripped = line.rstrip(b"\r\n").rstrip(b";")
         if not stripped.strip():
             continue
         keep_lines.append(stripped)

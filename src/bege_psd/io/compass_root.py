@@ -340,6 +340,26 @@ def _iter_root(
         known = set(_SCALARS) | {"Probe", "Samples"} | count_branches | ({cal} if cal else set())
         extras = [n for n in names if n not in known]
         present = [b for b in _SCALARS if b in names]
+        for b in present:
+            dtype = getattr(tree[b].interpretation, "from_dtype", None)
+            if (
+                dtype is None
+                or dtype.kind not in "iu"
+                or dtype.itemsize > np.dtype(_SCALARS[b][1]).itemsize
+            ):
+                if b == "Energy" and dtype is not None and dtype.kind == "f" and cal is None:
+                    # a floating-point Energy is a calibrated energy, not ADC channels
+                    log.warning("%s: branch Energy is %s; read as energy_cal", path, dtype)
+                    cal = "Energy"
+                    continue
+                msg = (
+                    f"{path}: branch {b} of tree {tree.name} is {tree[b].typename!r}; expected an "
+                    f"integer of at most {np.dtype(_SCALARS[b][1]).itemsize * 8} bits "
+                    f"({np.dtype(_SCALARS[b][1]).name})"
+                )
+                raise CompassFormatError(msg, path=str(path))
+        if cal == "Energy":
+            present.remove("Energy")
         lo, hi = 0, n_entries
         if entry_range is not None:
             lo = min(max(entry_range[0], 0), n_entries)
