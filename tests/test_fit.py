@@ -161,3 +161,18 @@ def test_non_convergence_flags_or_raises() -> None:
     assert r.minos == {}
     with pytest.raises(FitError, match="did not converge"):
         fit_peaks((n, EDGES), (650, 674), "gauss_step", [661.7], ncall=3, strict=True)
+
+
+def test_low_side_tail_model_recovers_area() -> None:
+    m = make_model("gauss_step_tail", 1, 662.0, 12.0)
+    truth = (20000.0, 661.66, 0.01, 0.6, 0.25, 1.2, 40.0, 35.0)
+    n = np.random.default_rng(21).poisson(m.expected(EDGES, *truth)).astype(float)
+    r = fit_peaks((n, EDGES), (650, 674), "gauss_step_tail", [661.7])
+    assert r.valid
+    assert abs(r.areas[0].area - 20000.0) < 3 * r.areas[0].error
+    assert abs(r.values["tail_frac"] - 0.25) < 4 * r.errors["tail_frac"]
+    assert r.pvalue > 1e-3
+    # without the tail the same data fit much worse (the case for the tail model)
+    with pytest.warns(FitQualityWarning, match="poor goodness of fit"):
+        r0 = fit_peaks((n, EDGES), (650, 674), "gauss_step", [661.7])
+    assert r0.chi2 - r.chi2 > 100
