@@ -43,7 +43,7 @@ def _fixture_module():
     return mod
 
 
-def best_of(fn, repeat: int = 3) -> float:
+def best_of(fn, repeat: int = 5) -> float:
     times = []
     for _ in range(repeat):
         gc.collect()
