@@ -117,7 +117,8 @@ def classify(
 # ---------------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def _pinned_root_writer() -> Iterator[None]:
-    """Pin uproot's clock and file UUID (restored afterwards) so output bytes are reproducible."""
+    """Pin uproot's clock, file UUID and zlib implementation (restored afterwards) so that the
+    output bytes are reproducible."""
     import uproot.writing._cascade as c1
     import uproot.writing._cascadetree as c2
     import uproot.writing.writable as c3
@@ -127,8 +128,15 @@ def _pinned_root_writer() -> Iterator[None]:
         def now(cls, tz: datetime.tzinfo | None = None) -> _Clock:  # type: ignore[override]
             return cls(2025, 1, 1)
 
+    import uproot.compression
+
     shim = types.SimpleNamespace(datetime=_Clock)
     modules = (c1, c2, c3)
+    # bege_psd.io switches uproot's ZLIB to ISA-L for faster *reading*; ISA-L deflates to other
+    # bytes than zlib, so writing pins the reference zlib
+    zlib_cls = uproot.compression.ZLIB
+    saved_library = zlib_cls.library
+    zlib_cls.library = "zlib"
     saved = [m.datetime for m in modules]  # type: ignore[attr-defined]
     saved_uuid = c3.create.defaults["uuid_function"]  # type: ignore[attr-defined]
     for m in modules:
@@ -140,6 +148,7 @@ def _pinned_root_writer() -> Iterator[None]:
         for m, s in zip(modules, saved, strict=True):
             m.datetime = s  # type: ignore[attr-defined]
         c3.create.defaults["uuid_function"] = saved_uuid  # type: ignore[attr-defined]
+        zlib_cls.library = saved_library
 
 
 @contextlib.contextmanager
