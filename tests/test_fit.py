@@ -16,7 +16,7 @@ TRUTH = {"area_0": 2000.0, "mu_0": 661.66, "step_0": 0.03, "sigma": 0.6, "bkg_lo
 EDGES = np.linspace(650.0, 674.0, 97)  # 0.25 keV bins
 
 
-@pytest.mark.parametrize("kind", ["gauss_step", "gauss_step_tail", "gauss_linear", "gauss_const"])
+@pytest.mark.parametrize("kind", ["gauss_step", "gauss_step_tail", "gauss_linear", "gauss_const", "gauss_edge"])
 def test_cdf_is_antiderivative_of_pdf(kind: str) -> None:
     m = make_model(kind, 2, x_ref=100.0, half_width=7.0)
     rng = np.random.default_rng(3)
@@ -34,6 +34,8 @@ def test_cdf_is_antiderivative_of_pdf(kind: str) -> None:
             params.append(0.2)
         elif name == "tail_tau":
             params.append(1.5)
+        elif name.startswith("edge"):
+            params.append({"edge_height": 30.0, "edge_slope": 2.0, "edge_pos": 99.0, "edge_width": 1.5}[name])
         elif name.startswith("bkg"):
             params.append(20.0 + 5 * rng.random())
         else:
@@ -176,3 +178,19 @@ def test_low_side_tail_model_recovers_area() -> None:
     with pytest.warns(FitQualityWarning, match="poor goodness of fit"):
         r0 = fit_peaks((n, EDGES), (650, 674), "gauss_step", [661.7])
     assert r0.chi2 - r.chi2 > 100
+
+
+def test_weak_line_on_compton_edge() -> None:
+    """7Be 477.6 keV on the 137Cs Compton edge (477.3 keV): the edge model is needed."""
+    edges = np.arange(468.0, 488.0 + 1e-9, 0.2)
+    m = make_model("gauss_edge", 1, 478.0, 10.0)
+    truth = (150.0, 477.6035, 0.55, 150.0, 140.0, 200.0, 6.0, 477.8, 0.6)
+    n = np.random.default_rng(8).poisson(m.expected(edges, *truth)).astype(float)
+    r = fit_peaks((n, edges), (468.0, 488.0), "gauss_edge", [477.6035], fix={"sigma": 0.55})
+    assert r.valid
+    assert r.pvalue > 1e-3
+    assert abs(r.areas[0].area - 150.0) < 3 * r.areas[0].error
+    assert abs(r.values["edge_pos"] - 477.8) < 4 * r.errors["edge_pos"]
+    # a linear background cannot follow the edge: it fails the goodness of fit
+    with pytest.warns(FitQualityWarning, match="poor goodness of fit"):
+        fit_peaks((n, edges), (468.0, 488.0), "gauss_linear", [477.6035], fix={"sigma": 0.55})

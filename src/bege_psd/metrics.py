@@ -80,6 +80,13 @@ class MetricsConfig:
     sep_window_kev: tuple[float, float] = (2098.0, 2109.0)
     weak_line_kev: float = field(default=477.6035, metadata={"min": 0.0, "doc": "7Be (DDEP)"})
     weak_line_window_kev: tuple[float, float] = (468.0, 488.0)
+    weak_line_model: str = field(
+        default="gauss_edge",
+        metadata={
+            "choices": ("gauss_edge", "gauss_linear", "gauss_const"),
+            "doc": "7Be sits on the 137Cs Compton edge (477.3 keV): a linear background overstates Z",
+        },
+    )
     currie_k: float = field(default=1.645, metadata={"min": 0.5, "max": 5.0, "doc": "k_alpha = k_beta"})
 
     def __post_init__(self) -> None:
@@ -417,6 +424,13 @@ def line_significance(
     parameters are profiled in both. For a weak line give ``fwhm`` (e.g. from
     :meth:`bege_psd.calib.Calibration.fwhm_kev`) and consider fixing ``mu_0`` and ``sigma``
     through ``fix``.
+
+    The background model matters: the 7Be line (477.6 keV) sits on the 137Cs Compton edge
+    (477.3 keV), where a linear background (``gauss_linear``) fails the goodness of fit and
+    inflates the significance; use ``model="gauss_edge"`` there
+    (``MetricsConfig.weak_line_model``). Bin the spectrum on ADC-channel boundaries
+    (:func:`bege_psd.spectrum.channel_edges_kev`): fixed keV bins over integer channels
+    alternate between holding one and two channels and ruin the fit.
     """
     fixed = dict(fix or {})
     free = fit_peaks(h, window, model, [energy], minos=False, fwhm=fwhm, fix=fixed or None, limits=limits)

@@ -31,7 +31,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--model",
         default="gauss_step",
-        choices=("gauss_step", "gauss_step_tail", "gauss_linear", "gauss_const"),
+        choices=("gauss_step", "gauss_step_tail", "gauss_linear", "gauss_const", "gauss_edge"),
     )
     p.add_argument("--hist", default=None, help="histogram name inside a ROOT file")
     p.add_argument("--fwhm", type=float, default=None, help="FWHM guess (axis units)")

@@ -10,6 +10,10 @@ What to use when
   peaks where a step is not resolvable).
 - ``"gauss_const"``: Gaussian peak(s) on a constant (the paper's mislabelled-fraction estimate
   under the SEP window).
+- ``"gauss_edge"``: Gaussian peak(s) on a linear background plus a smeared Compton edge with its
+  own height, position and width (a weak line on a Compton edge: 7Be 477.6 keV sits on the
+  137Cs edge at 477.3 keV). Only use it when the window really holds an edge: without one the
+  edge parameters are undetermined.
 
 Several peaks in one window share the background, the width ``sigma`` and (with a tail) the
 tail parameters; each peak has its own net area ``area_i``, position ``mu_i`` and (with a
@@ -23,6 +27,8 @@ Per peak ``i`` with net area ``N`` (counts), position ``mu``, width ``sigma``::
     step(x)  = h * N / (sigma * sqrt(2 pi)) * 0.5 * erfc((x - mu) / (sqrt(2) sigma))
     bkg(x)   = bkg_lo + (bkg_hi - bkg_lo) * (x - x_lo) / (x_hi - x_lo)     (linear models)
     bkg(x)   = bkg_const                                                (gauss_const)
+    edge(x)  = [edge_height + edge_slope (x - edge_pos)] * 0.5 erfc((x - edge_pos) / (sqrt(2) edge_width))
+                                                                        (gauss_edge)
 
 ``peak`` integrates to ``N`` (the net area), so ``N`` is the fit parameter and Minos gives its
 interval directly. ``h`` is the step height relative to the Gaussian peak height (typically
@@ -39,6 +45,7 @@ the bin edges: :meth:`PeakModel.cdf` returns that antiderivative (its constant i
 only differences matter), closed-form for every component:
 
 - step: ``int 0.5 erfc(z/sqrt 2) dz = z Q(z) - phi(z)`` with ``Q = 1 - Phi``;
+- sloped edge: ``int z Q(z) dz = z^2/2 Q(z) + (Phi(z) - z phi(z)) / 2``;
 - EMG_low: ``Phi(z) + exp(z s + s^2/2 + log Phi(-z - s))`` with ``s = sigma/tau``.
 """
 
@@ -55,14 +62,15 @@ from scipy import special
 
 __all__ = ("MODELS", "ModelName", "PeakModel", "make_model")
 
-ModelName = Literal["gauss_step", "gauss_step_tail", "gauss_linear", "gauss_const"]
+ModelName = Literal["gauss_step", "gauss_step_tail", "gauss_linear", "gauss_const", "gauss_edge"]
 
-#: model name -> (has_step, has_tail, has_slope)
-MODELS: dict[str, tuple[bool, bool, bool]] = {
-    "gauss_step": (True, False, True),
-    "gauss_step_tail": (True, True, True),
-    "gauss_linear": (False, False, True),
-    "gauss_const": (False, False, False),
+#: model name -> (has_step, has_tail, has_slope, has_edge)
+MODELS: dict[str, tuple[bool, bool, bool, bool]] = {
+    "gauss_step": (True, False, True, False),
+    "gauss_step_tail": (True, True, True, False),
+    "gauss_linear": (False, False, True, False),
+    "gauss_const": (False, False, False, False),
+    "gauss_edge": (False, False, True, True),
 }
 
 _SQRT2 = math.sqrt(2.0)
@@ -100,7 +108,8 @@ class PeakModel:
 
     Build it with :func:`make_model`. ``names`` lists the parameters in call order:
     ``area_i``, ``mu_i`` (and ``step_i``) per peak, then ``sigma``, (``tail_frac``,
-    ``tail_tau``), then ``bkg_lo``, ``bkg_hi`` (linear models) or ``bkg_const``.
+    ``tail_tau``), then ``bkg_lo``, ``bkg_hi`` (linear models) or ``bkg_const``, then
+    (``edge_height``, ``edge_slope``, ``edge_pos``, ``edge_width``).
     """
 
     kind: str
@@ -111,10 +120,24 @@ class PeakModel:
     has_tail: bool
     has_slope: bool
     names: tuple[str, ...]
+    has_edge: bool = False
 
     def _unpack(
         self, params: Sequence[float]
     ) -> tuple[list[tuple[float, float, float]], float, float, float, float, float]:
+        peaks, sigma, eta, tau, b0, b1, _ = self._unpack_all(params)
+        return peaks, sigma, eta, tau, b0, b1
+
+    def _edge(self, params: Sequence[float]) -> tuple[float, float, float, float] | None:
+        if not self.has_edge:
+            return None
+        return float(params[-4]), float(params[-3]), float(params[-2]), float(params[-1])
+
+    def _unpack_all(
+        self, params: Sequence[float]
+    ) -> tuple[
+        list[tuple[float, float, float]], float, float, float, float, float, tuple[float, float, float, float] | None
+    ]:
         per = 3 if self.has_step else 2
         peaks = []
         for i in range(self.n_peaks):
@@ -133,7 +156,7 @@ class PeakModel:
             b0, b1 = 0.5 * (lo_ + hi_), 0.5 * (hi_ - lo_) / self.half_width
         else:
             b0, b1 = float(params[k]), 0.0
-        return peaks, sigma, eta, tau, b0, b1
+        return peaks, sigma, eta, tau, b0, b1, self._edge(params)
 
     def cdf(self, x: ArrayLike, *params: float) -> NDArray[np.float64]:
         """Antiderivative of the total density at ``x`` (expected counts up to ``x`` + const)."""
@@ -141,6 +164,13 @@ class PeakModel:
         peaks, sigma, eta, tau, b0, b1 = self._unpack(params)
         dx = xa - self.x_ref
         out = b0 * dx + 0.5 * b1 * dx * dx
+        edge = self._edge(params)
+        if edge is not None:
+            eh, es, ep, ew = edge
+            ze = (xa - ep) / ew
+            out = out + eh * ew * _step_antiderivative(ze)
+            if es != 0.0:
+                out = out + es * ew * ew * (0.5 * ze * ze * _norm_cdf(-ze) + 0.5 * (_norm_cdf(ze) - ze * _norm_pdf(ze)))
         for area, mu, step in peaks:
             z = (xa - mu) / sigma
             shape = _norm_cdf(z)
@@ -156,6 +186,10 @@ class PeakModel:
         xa = np.asarray(x, dtype=np.float64)
         peaks, sigma, eta, tau, b0, b1 = self._unpack(params)
         out = b0 + b1 * (xa - self.x_ref)
+        edge = self._edge(params)
+        if edge is not None:
+            eh, es, ep, ew = edge
+            out = out + (eh + es * (xa - ep)) * 0.5 * special.erfc((xa - ep) / (_SQRT2 * ew))
         for area, mu, step in peaks:
             z = (xa - mu) / sigma
             shape = _norm_pdf(z)
@@ -171,6 +205,10 @@ class PeakModel:
         xa = np.asarray(x, dtype=np.float64)
         peaks, sigma, eta, tau, b0, b1 = self._unpack(params)
         out: dict[str, NDArray[np.float64]] = {"background": b0 + b1 * (xa - self.x_ref)}
+        edge = self._edge(params)
+        if edge is not None:
+            eh, es, ep, ew = edge
+            out["edge"] = (eh + es * (xa - ep)) * 0.5 * special.erfc((xa - ep) / (_SQRT2 * ew))
         for i, (area, mu, step) in enumerate(peaks):
             z = (xa - mu) / sigma
             shape = _norm_pdf(z)
@@ -213,7 +251,7 @@ def make_model(kind: str, n_peaks: int, x_ref: float = 0.0, half_width: float = 
     if n_peaks < 1:
         msg = f"a peak model needs at least one peak, got n_peaks={n_peaks}"
         raise FitError(msg)
-    has_step, has_tail, has_slope = MODELS[kind]
+    has_step, has_tail, has_slope, has_edge = MODELS[kind]
     names: list[str] = []
     for i in range(n_peaks):
         names += [f"area_{i}", f"mu_{i}"]
@@ -226,6 +264,8 @@ def make_model(kind: str, n_peaks: int, x_ref: float = 0.0, half_width: float = 
         names += ["bkg_lo", "bkg_hi"]
     else:
         names.append("bkg_const")
+    if has_edge:
+        names += ["edge_height", "edge_slope", "edge_pos", "edge_width"]
     return PeakModel(
         kind=kind,
         n_peaks=n_peaks,
@@ -235,4 +275,5 @@ def make_model(kind: str, n_peaks: int, x_ref: float = 0.0, half_width: float = 
         has_tail=has_tail,
         has_slope=has_slope,
         names=tuple(names),
+        has_edge=has_edge,
     )

@@ -267,7 +267,40 @@ def _starting_values(
         start["bkg_hi"] = max(float(b0 + b1 * model.half_width), floor)
     else:
         start["bkg_const"] = max(float(b0), floor)
+    if model.has_edge:
+        start.update(_edge_start(model, centres, dens, peaks, sigma0, bw, floor))
+        # the edge carries the drop: start the linear part flat at the high-side level
+        high = dens[centres > start["edge_pos"] + 2 * start["edge_width"]]
+        level = max(float(np.mean(high)) if high.size else float(b0), floor)
+        start["bkg_lo"] = start["bkg_hi"] = level
     return start, sigma0
+
+
+def _edge_start(
+    model: PeakModel,
+    centres: NDArray[np.float64],
+    dens: NDArray[np.float64],
+    peaks: Sequence[float],
+    sigma0: float,
+    bw: float,
+    floor: float,
+) -> dict[str, float]:
+    """Start values of a Compton edge: steepest smoothed drop outside the peaks."""
+    from scipy.ndimage import gaussian_filter1d
+
+    keep = np.ones(centres.size, dtype=bool)
+    for e in peaks:
+        keep &= np.abs(centres - e) > 3.0 * sigma0
+    d = np.interp(centres, centres[keep], dens[keep]) if keep.sum() >= 2 else dens
+    smooth = gaussian_filter1d(d, max(1.0, 1.5 * sigma0 / bw))
+    grad = np.gradient(smooth, centres)
+    i = int(np.argmin(grad[2:-2])) + 2 if grad.size > 4 else int(np.argmin(grad))
+    pos = float(centres[i])
+    width = max(2.0 * sigma0, 2.0 * bw)
+    left = d[centres < pos - width]
+    right = d[centres > pos + width]
+    drop = (float(np.mean(left)) if left.size else float(d[0])) - (float(np.mean(right)) if right.size else float(d[-1]))
+    return {"edge_height": max(drop, floor), "edge_slope": 0.0, "edge_pos": pos, "edge_width": width}
 
 
 def _guess_sigma(
@@ -320,7 +353,8 @@ def fit_peaks(
     window
         ``(lo, hi)`` in axis units; the bins lying fully inside are fitted.
     model
-        ``"gauss_step"``, ``"gauss_step_tail"``, ``"gauss_linear"`` or ``"gauss_const"``.
+        ``"gauss_step"``, ``"gauss_step_tail"``, ``"gauss_linear"``, ``"gauss_const"`` or
+        ``"gauss_edge"`` (see :mod:`bege_psd.fit.models`).
     peaks
         Approximate peak positions; one peak per entry (at least one).
     minos
@@ -332,7 +366,8 @@ def fit_peaks(
         ``{name: (lo, hi)}`` overriding the default limits (``None`` = unbounded). Defaults:
         ``area_i >= 0``; ``mu_i`` within 3 sigma (at least 2 bins) of its start; ``sigma`` in
         ``[0.2, 5] x`` its start; ``step_i`` in ``[0, 1]``; ``tail_frac`` in ``[0, 0.9]``;
-        ``tail_tau`` in ``[0.2, 20] x sigma`` start; background parameters ``>= 0`` (pass
+        ``tail_tau`` in ``[0.2, 20] x sigma`` start; ``edge_pos`` in the window,
+        ``edge_width`` in ``[0.3 sigma, window / 2]``; background parameters ``>= 0`` (pass
         ``limits={"bkg_lo": (None, None), ...}`` for background-subtracted spectra).
     start
         Starting values overriding the automatic ones.
@@ -424,6 +459,10 @@ def fit_peaks(
     for k in ("bkg_lo", "bkg_hi", "bkg_const"):
         if k in m_model.names:
             default_limits[k] = (0.0, None)
+    if m_model.has_edge:
+        default_limits["edge_height"] = (0.0, None)
+        default_limits["edge_pos"] = (lo, hi)
+        default_limits["edge_width"] = (0.3 * sigma0, 0.5 * (hi - lo))
     if m_model.has_tail:
         default_limits["tail_frac"] = (0.0, 0.9)
         default_limits["tail_tau"] = (0.2 * sigma0, 20.0 * sigma0)
