@@ -13,6 +13,7 @@ from bege_psd.spectrum import (
     channel_edges_kev,
     empty_spectrum,
     fill,
+    kev_spectrum_from_adc,
     make_spectrum,
     roi_counts,
 )
@@ -84,3 +85,14 @@ def test_bad_input_errors() -> None:
         make_spectrum([1.0], bins=2, range=(0, 1), unit="MeV")  # type: ignore[arg-type]
     with pytest.raises(SpectrumError, match="no bin centre"):
         roi_counts(make_spectrum([1.0], bins=2, range=(0, 4)), (0.1, 0.2))
+
+
+def test_kev_spectrum_from_adc_has_one_channel_per_bin() -> None:
+    cal = Calibration.from_coefficients(0.3, 0.2)
+    adc = np.repeat(np.arange(2000, 2600), 3)  # flat: 3 counts in every channel
+    h = kev_spectrum_from_adc(adc, cal.apply, range_kev=(420.0, 500.0))
+    assert np.all(h.values() == 3.0)  # a fixed 0.25 keV binning would alternate 3 / 6 / 0
+    np.testing.assert_allclose(np.diff(h.axes[0].edges), 0.2)
+    assert h.axes[0].centers[0] >= 420.0
+    h25 = make_spectrum(cal.apply(adc), bins=320, range=(420.0, 500.0))
+    assert h25.values().min() != h25.values().max()

@@ -8,7 +8,9 @@ What to use when
   (``for chunk in io.iterate(...): fill(h, chunk.energy_kev, mask)``).
 - :func:`adc_spectrum`: one bin per ADC channel, bin ``i`` centred on channel ``i`` (what the
   ``.Spe``/N42 exporters and the paper's peak-to-Compton need).
-- :func:`channel_edges_kev`: 1-ADC-channel bins expressed in keV through a calibration.
+- :func:`channel_edges_kev`, :func:`kev_spectrum_from_adc`: 1-ADC-channel bins expressed in keV
+  through a calibration; use them for peak fits and the paper's peak-to-Compton (fixed keV bins
+  over integer channels alternately hold one and two channels).
 - :func:`roi_counts`, :func:`roi_mask`: counts (with uncertainty) of the bins whose centres lie
   in an energy window.
 
@@ -35,6 +37,7 @@ __all__ = (
     "channel_edges_kev",
     "empty_spectrum",
     "fill",
+    "kev_spectrum_from_adc",
     "make_spectrum",
     "roi_counts",
     "roi_mask",
@@ -182,6 +185,33 @@ def channel_edges_kev(
         msg = "the calibration is not increasing over the requested channels"
         raise SpectrumError(msg)
     return edges
+
+
+def kev_spectrum_from_adc(
+    energy_adc: ArrayLike,
+    to_kev: Callable[[NDArray[np.float64]], NDArray[np.float64]],
+    mask: ArrayLike | None = None,
+    *,
+    range_kev: tuple[float, float],
+    n_channels: int = 16384,
+    weight: ArrayLike | None = None,
+) -> hist.Hist[Any]:
+    """A keV spectrum whose bins are single ADC channels (the binning fits and the paper need).
+
+    Integer ADC values calibrated to keV sit on a 0.2 keV-ish grid; fixed keV bins over them
+    alternately hold one and two channels, a periodic pattern that ruins peak fits. Here bin
+    edges are the calibrated half-integer channel boundaries, covering the channels whose
+    centres lie in ``range_kev``.
+    """
+    ch = np.arange(n_channels, dtype=np.float64)
+    centres = np.asarray(to_kev(ch), dtype=np.float64)
+    inside = np.flatnonzero((centres >= range_kev[0]) & (centres <= range_kev[1]))
+    if inside.size == 0:
+        msg = f"no ADC channel of 0..{n_channels - 1} falls in {tuple(range_kev)} keV"
+        raise SpectrumError(msg)
+    edges = channel_edges_kev(to_kev, int(inside[0]), int(inside[-1]))
+    e = np.asarray(energy_adc, dtype=np.float64)
+    return make_spectrum(np.asarray(to_kev(e), dtype=np.float64), mask, bins=edges, weight=weight)
 
 
 def roi_mask(h: hist.Hist[Any], window: tuple[float, float]) -> NDArray[np.bool_]:

@@ -383,6 +383,12 @@ def fit_peaks(
     -------
     FitResult
 
+    Notes
+    -----
+    Bin calibrated integer ADC data on channel boundaries
+    (:func:`bege_psd.spectrum.kev_spectrum_from_adc`): fixed keV bins alternately hold one and
+    two channels, and the resulting periodic pattern ruins the goodness of fit.
+
     Raises
     ------
     FitError
