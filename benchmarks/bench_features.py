@@ -12,10 +12,12 @@ Prints ONE JSON line. All figures are measured in the same run on the same machi
 - the ratios, ``os.cpu_count()`` and the load average before the run (the machine is shared:
   a busy machine depresses the two-thread figures most).
 
-Pulses: realistic synthetic BEGe-like traces (:mod:`bege_psd.dsp.testing`: erf steps with a
-30 ns preamplifier rise, 50 us decay, 3 ADC noise; 60 % one site, 30 % two, 10 % three).
+Pulses (``--pulses``): ``sim`` (default) digitises 1-3 deposits per event at random positions
+with the physics simulator (:mod:`bege_psd.sim`, 366 samples of 4 ns); ``synthetic`` uses the
+BEGe-like traces of :mod:`bege_psd.dsp.testing` (erf steps, 30 ns preamplifier rise, 50 us
+decay, 3 ADC noise). Both: 60 % one site, 30 % two, 10 % three.
 
-Usage: ``nice python benchmarks/bench_features.py [--n 200000] [--scipy-n 2000]``
+Usage: ``nice python benchmarks/bench_features.py [--n 200000] [--scipy-n 2000] [--pulses sim]``
 """
 
 from __future__ import annotations
@@ -61,6 +63,34 @@ def _make_events(n: int, length: int, seed: int) -> tuple[ak.Array, np.ndarray]:
     return events, wf
 
 
+def _make_sim_events(n: int, seed: int) -> tuple[ak.Array, np.ndarray]:
+    """Pulses of the physics simulator: 1-3 deposits (60/30/10 %) at random positions in the
+    crystal, 300-2700 keV, digitised by ``bege_psd.sim.electronics`` (default detector; its
+    pulse library is loaded from the cache, or built once)."""
+    from bege_psd.sim.config_detector import DetectorConfig, ElectronicsConfig
+    from bege_psd.sim.electronics import PulseLibrary, digitize
+
+    lib = PulseLibrary.load_or_build(DetectorConfig())
+    rng = np.random.default_rng(seed)
+    counts = rng.choice([1, 2, 3], size=n, p=[0.6, 0.3, 0.1])
+    e_tot = rng.uniform(300.0, 2700.0, n)
+    frac = np.concatenate([rng.dirichlet(np.ones(k)) for k in counts])
+    edep = ak.unflatten(np.repeat(e_tot, counts) * frac, counts)
+    r = ak.unflatten(rng.uniform(0.5, 39.0, counts.sum()), counts)
+    z = ak.unflatten(rng.uniform(0.5, 29.5, counts.sum()), counts)
+    out = digitize(edep, r, z, lib, ElectronicsConfig(), rng)
+    wf = np.ascontiguousarray(out["waveform"])
+    events = ak.zip(
+        {
+            "energy_adc": out["energy_adc"],
+            "flags": out["flags"],
+            "waveform": ak.unflatten(wf.ravel(), wf.shape[1]),
+        },
+        depth_limit=1,
+    )
+    return ak.Array(events, attrs={"sample_period_ns": 4.0}), wf
+
+
 def _cpu_s() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
@@ -81,6 +111,12 @@ def main() -> None:
     ap.add_argument("--length", type=int, default=366, help="samples per trace")
     ap.add_argument("--scipy-n", type=int, default=2000, help="events for the scipy reference")
     ap.add_argument("--repeat", type=int, default=3, help="alternations / best of")
+    ap.add_argument(
+        "--pulses",
+        choices=["sim", "synthetic"],
+        default="sim",
+        help="bege_psd.sim pulses (default) or bege_psd.dsp.testing synthetic pulses",
+    )
     args = ap.parse_args()
 
     from bege_psd.dsp import DSPConfig, features
@@ -89,8 +125,13 @@ def main() -> None:
     from bege_psd.dsp.twins import features_reference
 
     load_before = os.getloadavg()
-    events, wf = _make_events(args.n, args.length, seed=1)
+    if args.pulses == "sim":
+        events, wf = _make_sim_events(args.n, seed=1)
+    else:
+        events, wf = _make_events(args.n, args.length, seed=1)
     n = len(events)
+    polarity = features(events[:2000]).attrs["polarity"]
+    events = ak.Array(events, attrs={"sample_period_ns": 4.0, "polarity": polarity})
     cfg = DSPConfig()
 
     features(events[:1000])  # JIT/caching warm-up
@@ -111,7 +152,7 @@ def main() -> None:
     fs, fc, fd = _filters(cfg)
     fp, ip = _params(cfg, 4.0)
     energy = ak.to_numpy(events["energy_adc"]).astype(np.float64)
-    sign = np.ones(n)
+    sign = np.full(n, 1.0 if polarity == "positive" else -1.0)
     out = np.empty((n, len(K.FEATURE_COLUMNS)), dtype=np.float32)
     npk = np.empty(n, dtype=np.int32)
     q = np.zeros(n, dtype=np.uint32)
@@ -150,7 +191,8 @@ def main() -> None:
     result = {
         "benchmark": "dsp.features",
         "n_events": n,
-        "samples": args.length,
+        "samples": int(wf.shape[1]),
+        "pulses": args.pulses,
         "events_per_s_1thread": round(eps1),
         "events_per_s_2threads": round(eps2),
         "scaling_2_over_1": round(eps2 / eps1, 3),
