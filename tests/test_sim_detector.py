@@ -530,3 +530,22 @@ def test_library_build_with_progress_bar(tmp_path):
     assert lib.pulses.shape[0] == lib.nr * lib.nz == 11 * 9
     summary = lib.summary()
     assert summary["hole_drift_max_ns"] > summary["hole_drift_min_ns"] >= 0.0
+
+
+def test_capacitance_energy_method_agrees_with_gauss_flux(field):
+    """C = eps * int |grad W|^2 dV agrees with the charge eps * flux(grad W) on the contacts."""
+    h = COARSE.field_grid_mm
+    w = field.weighting
+    r = np.arange(w.shape[0]) * h
+    ring = np.where(r > 0, 2 * np.pi * r * h, np.pi * (h / 2) ** 2)
+    eps_pf_per_mm = COARSE.eps_r * 8.8541878128e-12 * 1e12 * 1e-3
+    on_pplus = field.kind[:, 0] == det._PPLUS
+    on_bottom_nplus = field.kind[:, 0] == det._NPLUS
+    q_pplus = eps_pf_per_mm * np.sum(((w[:, 0] - w[:, 1]) / h * ring)[on_pplus])
+    q_nplus = eps_pf_per_mm * (
+        np.sum((w[-2, :] - w[-1, :]) / h * 2 * np.pi * COARSE.radius_mm * h)
+        + np.sum((w[:, -2] - w[:, -1]) / h * ring)
+        + np.sum(((w[:, 1] - w[:, 0]) / h * ring)[on_bottom_nplus])
+    )
+    assert q_pplus == pytest.approx(q_nplus, rel=0.08)
+    assert field.capacitance_pf == pytest.approx(q_nplus, rel=0.12)
