@@ -258,9 +258,12 @@ def main(argv: list[str] | None = None) -> int:
     hk, _ = np.histogram(energy[keep], bins=edges)
     ax.step(edges[:-1], h, where="post", lw=0.6, label="all")
     ax.step(edges[:-1], hk, where="post", lw=0.6, label="A/E SSE cut (90 % DEP)")
-    for e0, txt in ((2614.5, "FEP"), (2103.5, "SEP"), (1592.5, "DEP"), (2381.7, "Compton edge"), (1588.2, "228Ac")):
+    labels = ((2614.5, "FEP 2614.5", 0.5), (2103.5, "SEP 2103.5", 0.5), (1592.5, "DEP 1592.5", 0.5),
+              (2381.7, "Compton edge", 0.5), (1588.2, "228Ac 1588.2 ", 0.05))  # fmt: skip
+    for e0, txt, frac in labels:
         ax.axvline(e0, color="grey", lw=0.5, ls=":")
-        ax.text(e0, ax.get_ylim()[1] if False else max(h.max(), 1) * 0.5, txt, rotation=90, fontsize=7, va="top")
+        ha = "right" if e0 == 1588.2 else "left"
+        ax.text(e0, max(h.max(), 1) * frac, txt, rotation=90, fontsize=7, va="top", ha=ha)
     ax.set_yscale("log")
     ax.set_xlabel("energy (keV)")
     ax.set_ylabel("counts / keV")
@@ -275,7 +278,10 @@ def main(argv: list[str] | None = None) -> int:
 
     wf = events["waveform"]
     fig, axes = plt.subplots(2, 2, figsize=(10, 6), sharex=True)
-    for col, (mask, title) in enumerate(((dep_t & (sites == 1), "SSE (DEP, 1 site)"), (fep_t & (sites >= 3), "MSE (FEP 2614.5, >= 3 sites)"))):
+    typical_sse = dep_t & (sites == 1) & (np.abs(c) < 1.0)
+    typical_mse = fep_t & (sites >= 3) & np.isfinite(c) & (c < c_low)
+    panels = ((typical_sse, "SSE (DEP, 1 site, A/E in band)"), (typical_mse, "MSE (FEP 2614.5, >= 3 sites, A/E cut)"))
+    for col, (mask, title) in enumerate(panels):
         idx = np.flatnonzero(mask)[:3]
         for i in idx:
             y = np.asarray(wf[i], dtype=np.float64)
