@@ -156,7 +156,10 @@ class ElectronicsConfig:
         metadata={"min": 1e-4, "doc": "waveform gain: keV of deposited energy per ADC count"},
     )
     polarity: Literal["positive", "negative"] = "positive"
-    preamp_rise_ns: float = field(default=30.0, metadata={"min": 0.0, "max": 1000.0})
+    preamp_rise_ns: float = field(
+        default=30.0,
+        metadata={"min": 0.0, "max": 1000.0, "doc": "single-pole time constant of the preamp rise"},
+    )
     preamp_decay_us: float = field(default=50.0, metadata={"min": 0.1})
     resolution_energies_kev: tuple[float, float, float] = (59.54, 661.66, 1332.49)
     resolution_fwhm_kev: tuple[float, float, float] = (0.85, 1.35, 1.80)
