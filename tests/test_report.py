@@ -50,11 +50,11 @@ def test_table2_and_lines_measure_the_injected_cut():
     assert lines["gmm"]["Be-7 477.6"]["significance"] > lines["original"]["Be-7 477.6"]["significance"]
 
 
-@pytest.fixture
-def results_folder(tmp_path):
+@pytest.fixture(scope="module")
+def results_folder(tmp_path_factory):
     """A results folder as the apply stage leaves it: spectra, a friend tree, no models."""
     rng = np.random.default_rng(5)
-    res = tmp_path / "res"
+    res = tmp_path_factory.mktemp("report") / "res"
     cfg = load_config({"run": {"results_dir": str(res), "export_formats": []}})
     (res / "spectra").mkdir(parents=True)
     np.savez(res / "spectra" / "sample.npz", **_sample_spectra(rng))
