@@ -152,3 +152,12 @@ def test_classify_codes():
     np.testing.assert_array_equal(proc, [1, 2, 3, 4, 0, 0])
     np.testing.assert_array_equal(n_hit, [1, 1, 1, 1, 2, 1])
     assert e0[4] == 583.19
+
+
+def test_source_that_never_triggers_is_an_error(tmp_path, cache):
+    cfg = from_mapping(
+        SimConfig,
+        {**COARSE, "electronics": {"trigger_threshold_kev": 5000.0}, "max_decays_per_chunk": 2000},
+    )
+    with pytest.raises(SimulationError, match="trigger_threshold_kev"):
+        simulate("background", 10, tmp_path / "never", config=cfg, cache_dir=cache)

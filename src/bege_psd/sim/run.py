@@ -316,6 +316,7 @@ def simulate(
     t_last_ps = np.uint64(0)
     efficiency = None
     chunk = 0
+    empty_chunks = 0
     t_end_ps = np.uint64(0)
     while written < n_events:
         rng = np.random.default_rng(ss.spawn(1)[0])
@@ -381,6 +382,14 @@ def simulate(
         written += sel.size
         t_last_ps = t_decay[-1]
         chunk += 1
+        empty_chunks = 0 if sel.size else empty_chunks + 1
+        if empty_chunks >= 20:
+            msg = (
+                f"simulate: {decays_done} decays of {source!r} gave {written} triggered events "
+                f"(20 chunks in a row without one); check the source distance, the activities and "
+                f"electronics.trigger_threshold_kev = {elec.trigger_threshold_kev}"
+            )
+            raise SimulationError(msg)
         if bar is not None:
             bar.update(int(sel.size))
         log.debug("chunk %d: %d decays, %d events written (total %d)", chunk, n_decays, sel.size, written)
