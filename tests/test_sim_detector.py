@@ -549,3 +549,47 @@ def test_capacitance_energy_method_agrees_with_gauss_flux(field):
     )
     assert q_pplus == pytest.approx(q_nplus, rel=0.08)
     assert field.capacitance_pf == pytest.approx(q_nplus, rel=0.12)
+
+
+def test_pileup_partner_adds_the_neighbour_pulse(lib):
+    cfg = ElectronicsConfig()
+    e, r, z = jag([[1000.0], [600.0]]), jag([[25.0], [15.0]]), jag([[20.0], [25.0]])
+    alone = digitize(e, r, z, lib, cfg, np.random.default_rng(0), return_ideal=True)
+    piled = digitize(
+        e,
+        r,
+        z,
+        lib,
+        cfg,
+        np.random.default_rng(0),
+        return_ideal=True,
+        pileup_partner=np.array([1, -1]),
+        pileup_delay_ns=np.array([600.0, np.nan]),
+    )
+    assert piled["flags"][0] == FLAG_PILEUP
+    assert piled["flags"][1] == 0
+    np.testing.assert_array_equal(piled["ideal_kev"][1], alone["ideal_kev"][1])
+    extra = piled["ideal_kev"][0] - alone["ideal_kev"][0]
+    # the neighbour arrives 600 ns after this event's interaction: nothing before, ~600 keV after
+    t = (
+        alone["trigger_delay_ns"][0]
+        + (np.arange(cfg.n_samples) - round(cfg.pretrigger_ns / 4.0)) * 4.0
+    )
+    assert np.all(np.abs(extra[t < 570.0]) < 1e-6)  # (the cloud smearing starts a few ns early)
+    assert extra[-1] == pytest.approx(600.0, rel=0.03)
+    # the trigger and the energy are the event's own
+    assert piled["trigger_delay_ns"][0] == alone["trigger_delay_ns"][0]
+    assert piled["energy_adc"][0] == alone["energy_adc"][0]
+    with pytest.raises(SimulationError, match="event 1: pileup_partner = 1"):
+        digitize(
+            e,
+            r,
+            z,
+            lib,
+            cfg,
+            np.random.default_rng(0),
+            pileup_partner=np.array([-1, 1]),
+            pileup_delay_ns=np.zeros(2),
+        )
+    with pytest.raises(SimulationError, match="together"):
+        digitize(e, r, z, lib, cfg, np.random.default_rng(0), pileup_partner=np.array([-1, -1]))

@@ -229,6 +229,8 @@ def _digitize_kernel(
     decay_alpha: float,
     t_max: float,
     n_buf: int,
+    partner: NDArray[np.int64],
+    partner_delay: NDArray[np.float64],
     noise: NDArray[np.float32],
     baseline: float,
     adc_per_kev: float,
@@ -369,6 +371,23 @@ def _digitize_kernel(
                 _add_deposit(
                     x, table, corners, weights, d, e_dep[d], (t0 - t_coll[d]) * inv_dt + align, step
                 )
+        # a piled-up neighbour: its prompt signal, shifted by its interaction-time offset
+        j = partner[ev]
+        if j >= 0:
+            t0p = ph + k_start * period - partner_delay[ev]
+            for d in range(offsets[j], offsets[j + 1]):
+                if e_dep[d] == 0.0:
+                    continue
+                _add_deposit(
+                    x,
+                    table,
+                    corners,
+                    weights,
+                    d,
+                    e_dep[d],
+                    (t0p - t_coll[d]) * inv_dt + align,
+                    step,
+                )
         # preamp decay (CR) on the sample grid (the first sample enters as a step), noise, ADC
         prev_x = 0.0
         y = 0.0
@@ -418,6 +437,8 @@ def digitize(
     rng: np.random.Generator,
     *,
     pileup: NDArray[np.bool_] | None = None,
+    pileup_partner: NDArray[np.int64] | None = None,
+    pileup_delay_ns: NDArray[np.float64] | None = None,
     return_ideal: bool = False,
 ) -> dict[str, NDArray[Any]]:
     """Digitise events given as jagged arrays of energy deposits.
@@ -436,6 +457,11 @@ def digitize(
         Random generator; the same generator state gives identical output.
     pileup
         Optional boolean mask of events the caller identified as piled up (flag 0x8000).
+    pileup_partner, pileup_delay_ns
+        Optional, together: for each event the index of another event of this call whose
+        pulse overlaps it (-1 for none) and the partner's interaction time minus this event's
+        (ns, may be negative). The partner's signal (prompt part) is added to this event's
+        window and the event gets flag 0x8000; its trigger and trapezoid energy stay its own.
     return_ideal
         Also return ``ideal_kev``: the noiseless window (float64, keV, after the preamp, before
         baseline, polarity and ADC) -- for plots and tests.
@@ -526,6 +552,27 @@ def digitize(
     n_s = elec_cfg.n_samples
     n_pre = round(elec_cfg.pretrigger_ns / period)
 
+    partner = np.full(n_ev, -1, dtype=np.int64)
+    partner_delay = np.zeros(n_ev, dtype=np.float64)
+    if (pileup_partner is None) != (pileup_delay_ns is None):
+        msg = "digitize: pileup_partner and pileup_delay_ns must be given together"
+        raise SimulationError(msg)
+    if pileup_partner is not None and pileup_delay_ns is not None:
+        partner = np.asarray(pileup_partner, dtype=np.int64)
+        partner_delay = np.asarray(pileup_delay_ns, dtype=np.float64)
+        if partner.shape != (n_ev,) or partner_delay.shape != (n_ev,):
+            msg = f"digitize: pileup_partner/pileup_delay_ns have shapes {partner.shape}/{partner_delay.shape}, expected ({n_ev},)"
+            raise SimulationError(msg)
+        bad_p = (partner < -1) | (partner >= n_ev) | (partner == np.arange(n_ev))
+        bad_p |= (partner >= 0) & ~np.isfinite(partner_delay)
+        if bad_p.any():
+            ev = int(np.flatnonzero(bad_p)[0])
+            msg = (
+                f"digitize: event {ev}: pileup_partner = {partner[ev]} with delay {partner_delay[ev]!r} ns; "
+                f"expected -1 or another event index in [0, {n_ev}) and a finite delay"
+            )
+            raise SimulationError(msg)
+
     # random numbers, in a fixed order: clock phase, trigger jitter, energy smearing, noise
     phase = rng.uniform(0.0, period, n_ev)
     jitter = (
@@ -571,6 +618,8 @@ def digitize(
         decay_alpha,
         t_max,
         n_buf,
+        partner,
+        partner_delay,
         noise,
         float(elec_cfg.baseline_adc),
         sign / elec_cfg.waveform_kev_per_adc,
@@ -597,6 +646,7 @@ def digitize(
             msg = f"digitize: pileup mask has shape {pu.shape}, expected ({n_ev},)"
             raise SimulationError(msg)
         flags[pu] |= np.uint32(FLAG_PILEUP)
+    flags[partner >= 0] |= np.uint32(FLAG_PILEUP)
 
     out: dict[str, NDArray[Any]] = {
         "waveform": waveform,
