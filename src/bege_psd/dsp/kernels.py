@@ -203,7 +203,7 @@ def _count_peaks_row(x, height, distance, peaks, keep):  # type: ignore[no-untyp
 
     Local maxima (a flat top counts once), those with x >= height, then the distance rule:
     from the highest down, a kept peak removes every peak closer than ``distance`` samples.
-    ``peaks`` and ``keep`` are int64 scratch arrays at least as long as x.
+    ``peaks`` (length >= len(x)) and ``keep`` (length >= 2 len(x)) are int64 scratch arrays.
     """
     n = x.shape[0]
     npk = 0
@@ -222,11 +222,17 @@ def _count_peaks_row(x, height, distance, peaks, keep):  # type: ignore[no-untyp
         i += 1
     if npk < 2 or distance <= 1:
         return npk
-    heights = np.empty(npk)
+    # order = the peaks sorted by height, ascending (insertion sort: npk is small, and for fewer
+    # than 17 elements numpy's argsort is an insertion sort too, so ties resolve the same way)
+    order = keep[n:]
     for k in range(npk):
-        heights[k] = x[peaks[k]]
         keep[k] = 1
-    order = np.argsort(heights)
+        h = x[peaks[k]]
+        j = k
+        while j > 0 and x[peaks[order[j - 1]]] > h:
+            order[j] = order[j - 1]
+            j -= 1
+        order[j] = k
     for r in range(npk - 1, -1, -1):
         j = order[r]
         if keep[j] == 0:
@@ -498,7 +504,7 @@ def count_peaks_2d(x, height, distance, out):  # type: ignore[no-untyped-def]
     n = x.shape[1]
     buf = np.empty(n)
     peaks = np.empty(n, dtype=np.int64)
-    keep = np.empty(n, dtype=np.int64)
+    keep = np.empty(2 * n, dtype=np.int64)
     for r in range(x.shape[0]):
         for i in range(n):
             buf[i] = x[r, i]
@@ -548,7 +554,7 @@ def features_2d(x, energy, sign, fs, fc, fd, template, fp, ip, out, npeaks, qual
     c = np.empty(n)
     d2 = np.empty(n)
     peaks = np.empty(n, dtype=np.int64)
-    keep = np.empty(n, dtype=np.int64)
+    keep = np.empty(2 * n, dtype=np.int64)
     for r in range(x.shape[0]):
         npk, q = _features_row(
             x[r], energy[r], sign[r], fs, fc, fd, template, fp, ip, y, s, c, d2, peaks, keep, out[r]
@@ -571,7 +577,7 @@ def features_2d_parallel(x, energy, sign, fs, fc, fd, template, fp, ip, out, npe
         c = np.empty(n)
         d2 = np.empty(n)
         peaks = np.empty(n, dtype=np.int64)
-        keep = np.empty(n, dtype=np.int64)
+        keep = np.empty(2 * n, dtype=np.int64)
         for r in range(b * block, min(nrows, (b + 1) * block)):
             npk, q = _features_row(
                 x[r],
