@@ -5,6 +5,8 @@ from __future__ import annotations
 import awkward as ak
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bege_psd.config import from_mapping, load_config
 from bege_psd.dsp import DSPConfig, Quality, acm_input, features
@@ -292,3 +294,43 @@ def test_config_validation():
     # the paper's defaults
     d = DSPConfig()
     assert (d.smooth_window, d.smooth_order, d.current_window, d.current_order) == (19, 2, 19, 13)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.integers(0, 1200).map(lambda n: ("noise", n)),
+            st.integers(0, 1200).map(lambda n: ("const", n)),
+            st.integers(0, 1200).map(lambda n: ("extreme", n)),
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    st.sampled_from(["positive", "negative", None]),
+    st.integers(0, 2**31 - 1),
+)
+def test_any_trace_gives_a_row_never_an_exception(kinds, polarity, seed):
+    """Random noise, flat traces, ADC extremes, empty and very short traces of any length: one
+    row per event, the documented dtypes, NO_WAVEFORM exactly for the empty ones, and
+    n_peaks_d2 = -1 exactly for traces shorter than the filter windows."""
+    rng = np.random.default_rng(seed)
+    wf = []
+    for kind, n in kinds:
+        if kind == "noise":
+            wf.append(rng.integers(0, 16384, n).astype(np.int16))
+        elif kind == "const":
+            wf.append(np.full(n, rng.integers(0, 16384), dtype=np.int16))
+        else:
+            wf.append(rng.choice(np.array([0, 16383], dtype=np.int16), n))
+    f = features(_events(wf, flags=rng.integers(0, 2**21, len(wf))), polarity=polarity)
+    assert len(f) == len(wf)
+    q = ak.to_numpy(f["quality"])
+    assert q.dtype == np.uint32
+    empty = np.array([len(w) == 0 for w in wf])
+    np.testing.assert_array_equal((q & Quality.NO_WAVEFORM) != 0, empty)
+    npk = ak.to_numpy(f["n_peaks_d2"])
+    short = np.array([len(w) < 19 for w in wf])  # shorter than the SG windows: undefined
+    assert (npk[short] == -1).all()
+    assert (npk[~short] >= 0).all()
+    assert ((q[short & ~empty] & Quality.NO_PULSE) != 0).all()

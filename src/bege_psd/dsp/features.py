@@ -29,7 +29,7 @@ Definitions (all from the trace ``y = sign * (x - baseline_mean)``, ``sign`` = +
   ``scipy.signal.find_peaks(height=d2_peak_height, distance=d2_peak_distance)`` finds. One clean
   current pulse gives a positive and a negative lobe of ``d2``, so a clean single-site event
   counts 2; each further separated current pulse adds about 2. -1 when undefined (no waveform,
-  NaN input). On the project's simulated BEGe pulses (1500 keV, ``tests/test_dsp_sim.py``)
+  NaN input, a trace shorter than a filter window: then also NO_PULSE). On the project's simulated BEGe pulses (1500 keV, ``tests/test_dsp_sim.py``)
   single-site events count 2 (43 %) or 3 (56 %: the slow current of the hole drift before the
   fast rise near the contact adds a lobe) and two-site events mostly 3-5: the count separates
   the classes on average, not event by event.
