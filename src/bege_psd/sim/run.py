@@ -125,7 +125,7 @@ def _pinned_root_writer() -> Iterator[None]:
 
     class _Clock(datetime.datetime):
         @classmethod
-        def now(cls, tz: datetime.tzinfo | None = None) -> _Clock:  # type: ignore[override]
+        def now(cls, tz: datetime.tzinfo | None = None) -> _Clock:
             return cls(2025, 1, 1)
 
     import uproot.compression
@@ -137,17 +137,17 @@ def _pinned_root_writer() -> Iterator[None]:
     zlib_cls = uproot.compression.ZLIB
     saved_library = zlib_cls.library
     zlib_cls.library = "zlib"
-    saved = [m.datetime for m in modules]  # type: ignore[attr-defined]
-    saved_uuid = c3.create.defaults["uuid_function"]  # type: ignore[attr-defined]
+    saved = [m.datetime for m in modules]
+    saved_uuid = c3.create.defaults["uuid_function"]
     for m in modules:
-        m.datetime = shim  # type: ignore[attr-defined]
-    c3.create.defaults["uuid_function"] = lambda: uuid.UUID(int=0)  # type: ignore[attr-defined]
+        m.datetime = shim
+    c3.create.defaults["uuid_function"] = lambda: uuid.UUID(int=0)
     try:
         yield
     finally:
         for m, s in zip(modules, saved, strict=True):
-            m.datetime = s  # type: ignore[attr-defined]
-        c3.create.defaults["uuid_function"] = saved_uuid  # type: ignore[attr-defined]
+            m.datetime = s
+        c3.create.defaults["uuid_function"] = saved_uuid
         zlib_cls.library = saved_library
 
 
@@ -172,13 +172,14 @@ def _reproducible_root_files() -> Iterator[None]:
     """Pin the ROOT writer and make the io writers' temporary files carry the final names."""
     from ..io import compass_root
 
-    saved: Callable[..., Any] = compass_root.atomic_path  # type: ignore[attr-defined]
-    compass_root.atomic_path = _named_atomic_path  # type: ignore[attr-defined]
+    # the ROOT writer takes atomic_path from its module namespace; swap it for the call
+    saved: Callable[..., Any] = getattr(compass_root, "atomic_path")  # noqa: B009
+    setattr(compass_root, "atomic_path", _named_atomic_path)  # noqa: B010
     try:
         with _pinned_root_writer():
             yield
     finally:
-        compass_root.atomic_path = saved  # type: ignore[attr-defined]
+        setattr(compass_root, "atomic_path", saved)  # noqa: B010
 
 
 def truth_path(run_folder: str | os.PathLike[str], data_file: str | os.PathLike[str]) -> Path:

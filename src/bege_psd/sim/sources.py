@@ -233,7 +233,7 @@ def mass_attenuation_cm2_g(material: str, energy_kev: NDArray[np.float64]) -> ND
     if material == "cryoconite":
         fr = _cryoconite_defaults()["sample"]["matrix_mass_fractions"]  # type: ignore[index]
         col = {"cellulose_C6H10O5": "cellulose_C6H10O5"}
-        mu = sum(float(f) * tab[col.get(k, k)] for k, f in fr.items())  # type: ignore[union-attr]
+        mu = sum(float(f) * tab[col.get(k, k)] for k, f in fr.items())
     else:
         mu = tab[material]
     le = np.log(tab["E_keV"])
@@ -244,7 +244,7 @@ def mass_attenuation_cm2_g(material: str, energy_kev: NDArray[np.float64]) -> ND
     y[lo] = lm[0] + (x[lo] - le[0]) * (lm[1] - lm[0]) / (le[1] - le[0])
     hi = x > le[-1]
     y[hi] = lm[-1] + (x[hi] - le[-1]) * (lm[-1] - lm[-2]) / (le[-1] - le[-2])
-    return np.exp(y)
+    return np.asarray(np.exp(y), dtype=np.float64)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -232,35 +232,34 @@ def _electron_range_table() -> tuple[NDArray[np.float64], NDArray[np.float64]]:
 # ---------------------------------------------------------------------------------------------
 # numba kernels
 # ---------------------------------------------------------------------------------------------
-_JIT = {"nogil": True, "cache": True}
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def _interp_log(tab: NDArray[np.float64], log_e0: float, dlog: float, e: float) -> float:
     """Log-log linear interpolation on the uniform log-energy table (0 where the table is 0)."""
     x = (math.log(e) - log_e0) / dlog
     n = tab.shape[0]
     if x <= 0.0:
-        return tab[0]
+        return float(tab[0])
     if x >= n - 1:
-        return tab[n - 1]
+        return float(tab[n - 1])
     i = int(x)
     f = x - i
     a = tab[i]
     b = tab[i + 1]
     if a <= 0.0 or b <= 0.0:
-        return a + f * (b - a)
-    return math.exp(math.log(a) + f * (math.log(b) - math.log(a)))
+        return float(a + f * (b - a))
+    return float(math.exp(math.log(a) + f * (math.log(b) - math.log(a))))
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def _interp_xy(xs: NDArray[np.float64], ys: NDArray[np.float64], x: float) -> float:
     """Linear interpolation in a sorted table (clamped at both ends)."""
     n = xs.shape[0]
     if x <= xs[0]:
-        return ys[0] + (x - xs[0]) * (ys[1] - ys[0]) / (xs[1] - xs[0])
+        return float(ys[0] + (x - xs[0]) * (ys[1] - ys[0]) / (xs[1] - xs[0]))
     if x >= xs[n - 1]:
-        return ys[n - 1]
+        return float(ys[n - 1])
     lo = 0
     hi = n - 1
     while hi - lo > 1:
@@ -270,10 +269,10 @@ def _interp_xy(xs: NDArray[np.float64], ys: NDArray[np.float64], x: float) -> fl
         else:
             hi = mid
     f = (x - xs[lo]) / (xs[hi] - xs[lo])
-    return ys[lo] + f * (ys[hi] - ys[lo])
+    return float(ys[lo] + f * (ys[hi] - ys[lo]))
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def sample_klein_nishina(energy_kev: float) -> tuple[float, float]:
     """Sample a Compton scatter: return (scattered photon energy keV, cos theta).
 
@@ -300,7 +299,7 @@ def sample_klein_nishina(energy_kev: float) -> tuple[float, float]:
             return eps * energy_kev, 1.0 - onecost
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def _rotate(u: float, v: float, w: float, cost: float, phi: float) -> tuple[float, float, float]:
     """Direction at polar angle acos(cost), azimuth phi relative to the unit vector (u, v, w)."""
     sint = math.sqrt(max(0.0, 1.0 - cost * cost))
@@ -317,7 +316,7 @@ def _rotate(u: float, v: float, w: float, cost: float, phi: float) -> tuple[floa
     return nu / norm, nv / norm, nw / norm
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def _isotropic() -> tuple[float, float, float]:
     cost = 2.0 * np.random.random() - 1.0
     phi = 2.0 * math.pi * np.random.random()
@@ -325,12 +324,12 @@ def _isotropic() -> tuple[float, float, float]:
     return sint * math.cos(phi), sint * math.sin(phi), cost
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def _inside(x: float, y: float, z: float, radius: float, height: float) -> bool:
     return x * x + y * y <= radius * radius and 0.0 <= z <= height
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def _distance_to_exit(x: float, y: float, z: float, u: float, v: float, w: float, radius: float, height: float) -> float:
     """Distance along (u, v, w) from a point inside the cylinder to its surface."""
     t = 1e30
@@ -351,7 +350,7 @@ def _distance_to_exit(x: float, y: float, z: float, u: float, v: float, w: float
     return max(t, 0.0)
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def _distance_to_entry(x: float, y: float, z: float, u: float, v: float, w: float, radius: float, height: float) -> float:
     """Distance along (u, v, w) from an outside point to the cylinder; -1 when it misses."""
     # slab 0 <= z <= height
@@ -405,7 +404,7 @@ class Deposits(NamedTuple):
     primary_escape_511: NDArray[np.int32]
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def _push_dep(
     buf: NDArray[np.float64], ibuf: NDArray[np.int64], n: int, e: float, x: float, y: float, z: float, prim: int
 ) -> tuple[NDArray[np.float64], NDArray[np.int64], int]:
@@ -424,7 +423,7 @@ def _push_dep(
     return buf, ibuf, n + 1
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def _electron_track(
     t_kev: float, x: float, y: float, z: float, u: float, v: float, w: float,
     log_t: NDArray[np.float64], log_r: NDArray[np.float64], step_mm: float, tracks: bool,
@@ -477,7 +476,7 @@ def _electron_track(
     return buf, ibuf, n, x, y, z, deposited
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def _transport_kernel(
     energy: NDArray[np.float64], pos: NDArray[np.float64], dirs: NDArray[np.float64],
     photo: NDArray[np.float64], compton: NDArray[np.float64], pair: NDArray[np.float64],
@@ -701,7 +700,7 @@ def transport(
     )
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def _cluster_kernel(
     offsets: NDArray[np.int64], x: NDArray[np.float64], y: NDArray[np.float64], z: NDArray[np.float64], dist: float
 ) -> NDArray[np.int32]:
