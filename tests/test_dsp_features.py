@@ -33,11 +33,16 @@ FIELDS = {
 
 
 def _events(wf, energy=None, flags=None, attrs=None):
-    wf_list = (
-        ak.Array([np.asarray(w, dtype=np.int16) for w in wf])
-        if not isinstance(wf, ak.Array)
-        else wf
-    )
+    if isinstance(wf, ak.Array):
+        wf_list = wf
+    elif isinstance(wf, np.ndarray) and wf.ndim == 2:  # regular: no per-event Python loop
+        wf_list = ak.unflatten(wf.astype(np.int16).ravel(), wf.shape[1])
+    else:
+        lengths = [len(w) for w in wf]
+        flat = np.concatenate(
+            [np.asarray(w, dtype=np.int16) for w in wf] or [np.zeros(0, np.int16)]
+        )
+        wf_list = ak.unflatten(flat, lengths)
     n = len(wf_list)
     e = np.asarray(energy if energy is not None else np.full(n, 3000), dtype=np.uint16)
     f = np.asarray(flags if flags is not None else np.zeros(n), dtype=np.uint32)
