@@ -460,8 +460,8 @@ def digitize(
     pileup_partner, pileup_delay_ns
         Optional, together: for each event the index of another event of this call whose
         pulse overlaps it (-1 for none) and the partner's interaction time minus this event's
-        (ns, may be negative). The partner's signal (prompt part) is added to this event's
-        window and the event gets flag 0x8000; its trigger and trapezoid energy stay its own.
+        (ns, may be negative). The partner's signal (transition-layer deposits without their
+        delay) is added to this event's window and the event gets flag 0x8000; its trigger and trapezoid energy stay its own.
     return_ideal
         Also return ``ideal_kev``: the noiseless window (float64, keV, after the preamp, before
         baseline, polarity and ADC) -- for plots and tests.
