@@ -35,7 +35,7 @@ def sim_events(tmp_path_factory):
         {
             "energy_adc": out["energy_adc"],
             "flags": out["flags"],
-            "waveform": ak.Array(list(out["waveform"])),
+            "waveform": ak.unflatten(out["waveform"].ravel(), out["waveform"].shape[1]),
         },
         depth_limit=1,
     )

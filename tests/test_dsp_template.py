@@ -21,7 +21,7 @@ def _events(wf, energy_adc=3000, attrs=None):
         {
             "energy_adc": np.full(n, energy_adc, dtype=np.uint16),
             "flags": np.zeros(n, dtype=np.uint32),
-            "waveform": ak.Array([np.asarray(w, dtype=np.int16) for w in wf]),
+            "waveform": ak.unflatten(np.asarray(wf, dtype=np.int16).ravel(), np.shape(wf)[1]),
         },
         depth_limit=1,
     )
@@ -106,7 +106,7 @@ def test_features_cli_writes_aligned_tree(tmp_path):
             "timestamp_ps": np.arange(n, dtype=np.uint64) * 1_000_000,
             "energy_adc": np.full(n, 3000, np.uint16),
             "flags": np.where(np.arange(n) == 5, 0x8000, 0).astype(np.uint32),
-            "waveform": ak.Array(list(allwf)),
+            "waveform": ak.unflatten(allwf.ravel(), allwf.shape[1]),
         },
         depth_limit=1,
     )
