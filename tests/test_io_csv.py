@@ -186,7 +186,11 @@ def test_fuzz_truncation_and_junk(tmp_path, cut, junk):
         assert len(arr) == 0
         return
     # every data line is either read or counted as skipped
-    lines = [ln for ln in text.split("\n")[1 if text.startswith("BOARD") else 0 :] if ln.strip().strip(";")]
+    lines = [
+        ln
+        for ln in text.split("\n")[1 if text.startswith("BOARD") else 0 :]
+        if ln.strip().strip(";")
+    ]
     assert len(arr) + len(skipped) == len(lines)
     # rows that were not touched by the cut read back exactly
     intact = PSD_WAVES[:cut].count("\n") - 1
