@@ -297,7 +297,7 @@ def test_variable_lengths_per_channel_are_an_error_unless_allowed(tmp_path):
         path = tmp_path / f"r.{fmt}"
         writer(path, ev)
         with pytest.raises(
-            CompassFormatError, match=r"entry \d+: channel 0 waveform has \d+ samples"
+            CompassFormatError, match=r"entry \d+: channel 0 \(board \d\) waveform has \d+ samples"
         ):
             io.read(path)
         assert_same_events(io.read(path, check_lengths=False), ev)

@@ -221,7 +221,10 @@ class _LengthCheck:
         if chunk.wf_content.size == 0 or n == 0:
             return bad, skipped
         lengths = np.diff(chunk.wf_offsets)
-        channel = chunk.columns["channel"]
+        # a channel is (board, channel): two boards may run different record lengths
+        channel = chunk.columns["channel"].astype(np.int64)
+        if "board" in chunk.columns:
+            channel = channel + (chunk.columns["board"].astype(np.int64) << 16)
         for ch in np.unique(channel).tolist():
             sel = (channel == ch) & (lengths > 0)
             if not np.any(sel):
@@ -232,7 +235,8 @@ class _LengthCheck:
                 i = int(np.argmax(wrong))
                 entry = chunk.entry_start + i
                 msg = (
-                    f"{self.path}: entry {entry}: channel {ch} waveform has {int(lengths[i])} samples, "
+                    f"{self.path}: entry {entry}: channel {ch & 0xFFFF} (board {ch >> 16}) waveform "
+                    f"has {int(lengths[i])} samples, "
                     f"expected {want} like the channel's earlier events (inconsistent record length); "
                     f"pass check_lengths=False to accept variable lengths"
                 )
