@@ -189,3 +189,29 @@ def test_bigger_chain_improves_peak_to_compton(tmp_path, monkeypatch):
         assert 0.2 < table2[sel]["peak_survival"] <= 1.0
         assert res.results["analysis"]["roc_truth"][sel]["auc"] > 0.6
     assert (res.results_dir / "export" / "sample_kept_acm.n42").exists()
+
+
+def test_given_run_paths_and_simulation_label(tiny):
+    """Runs given by path are used as they are; a run without the simulator's truth file is
+    treated as measured (no SIMULATED DATA label), one with it as simulated."""
+    import shutil
+
+    tmp, raw, res = tiny
+    results = json.loads((res.results_dir / "results.json").read_text())
+    cal = results["runs"]["calibration"]["path"]
+    measured = tmp / "measured_sample"
+    shutil.copytree(results["runs"]["sample"]["path"], measured)
+    for truth in measured.rglob("*_truth.root"):
+        truth.unlink()
+    cfg = {**raw, "run": {**raw["run"], "calibration_run": cal, "sample_run": str(measured),
+                          "results_dir": str(tmp / "res_given"), "selectors": ["gmm"], "figures": False}}
+    out = run_pipeline(load_config(cfg), progress=False)
+    status = {s.name: s.status for s in out.stages}
+    assert "simulate_calibration" not in status
+    assert status["apply_sample"] == "ran"
+    runs = out.results["runs"]
+    assert runs["calibration"]["simulated"] is True
+    assert runs["sample"]["simulated"] is False
+    md = out.report_md.read_text()
+    assert "SIMULATED DATA: the calibration run(s) are simulated" in md  # models trained on it
+    assert out.results["apply"]["sample"]["accounting"]["read"] == N_SAMPLE

@@ -345,10 +345,16 @@ def _resolve_run(ctx: _Context, which: str) -> tuple[Path | None, dict[str, Any]
             msg = f"run.{which}_run = {given!r}: {p} does not exist (leave it empty to simulate the run)"
             raise ConfigError(msg)
         ctx.stamps[f"input_{which}"] = stable_hash(_file_fingerprint(p))
-        return p, {"path": str(p), "simulated": False}
+        # a run written by bege_psd.sim carries its truth file: label its results as simulated
+        truth = _truth_path(p)
+        info: dict[str, Any] = {"path": str(p), "simulated": truth is not None}
+        if truth is not None:
+            info["truth"] = str(truth)
+            log.info("%s: %s found, results will be labelled as simulated", p, truth.name)
+        return p, info
 
     source = getattr(run, f"{which}_source")
-    n_events = getattr(run, f"{which}_events")
+    n_events: int = getattr(run, f"{which}_events")
     seed = run.seed + (0 if which == "calibration" else 1)
     sim_key = stable_hash(
         {"sim": to_mapping(ctx.config.section("sim")), "source": source, "n": n_events, "seed": seed, "fmt": run.sim_format}

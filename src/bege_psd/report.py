@@ -104,9 +104,13 @@ def build_blocks(results: Mapping[str, Any], figures: Sequence[Path], config: Re
     d = config.digits
     sim = _sim_note(results)
     b: list[Block] = [Block("heading", config.title, level=1)]
-    if results.get("simulated"):
-        b.append(Block("banner", "SIMULATED DATA: every number and figure in this report comes from the bege-psd detector simulation, not from a measurement."))
     runs = results.get("runs", {})
+    sim_runs = [w for w, i in runs.items() if i.get("simulated")]
+    if results.get("simulated") and len(sim_runs) == len(runs):
+        b.append(Block("banner", "SIMULATED DATA: every number and figure in this report comes from the bege-psd detector simulation, not from a measurement."))
+    elif results.get("simulated"):
+        real = [w for w in runs if w not in sim_runs]
+        b.append(Block("banner", f"SIMULATED DATA: the {' and '.join(sim_runs)} run(s) are simulated (bege-psd detector simulation); the {' and '.join(real)} run(s) are measured. Results that depend on a simulated run (every model trained on it) are marked SIMULATED DATA."))
     b.append(Block("heading", "Runs"))
     rows: Any = []
     for which, info in runs.items():
