@@ -779,6 +779,7 @@ def cryo_wp_scan(args: argparse.Namespace, plt: Any, savefig: Any) -> dict[str, 
         "scan": rows,
         "best_at_peak_survival_ge_0.566": best,
         "definition": "paper (max bin / Compton counts)",
+        "be7_fit_at_wp": be7,
     }
 
 
