@@ -17,7 +17,11 @@ and ``aoe.png`` into ``<out>``. Checks:
 * SSE (truth single-site) 10-90 % rise times within 100-700 ns, median 200-450 ns;
 * classical A/E (``bege_psd.select.aoe.AoESelector``: current maximum over energy, corrected for
   its energy dependence) with the low cut at 90 % DEP net acceptance: SEP 5-15 %, FEP(2614.5)
-  8-18 %, Compton 1989-2089 keV 25-50 % survival.
+  8-18 %, Compton 1989-2089 keV 25-50 % survival. Also reported: the cut set on the true DEP
+  events (simulation truth), and both with the usual +3 sigma high cut (two-sided).
+
+``--config analysis/sim_bege_12mm_contact.toml`` validates the detector variant described in
+that file (the defaults follow the paper's 19 mm p+ contact).
 
 The numbers are from simulated data and are labelled so in the figures.
 """
@@ -79,6 +83,8 @@ def fit_peak(adc: np.ndarray, cal: Any, spec: dict[str, Any]) -> dict[str, float
     sigma = res.values["sigma"] if "sigma" in res.values else res.values[f"sigma_{i}"]
     sig_err = res.errors["sigma"] if "sigma" in res.errors else res.errors[f"sigma_{i}"]
     return {
+        "all_lines_kev": list(spec["lines"]),
+        "all_mu_kev": [float(res.values[f"mu_{k}"]) for k in range(len(spec["lines"]))],
         "mu_kev": float(mu),
         "mu_err_kev": float(res.errors[f"mu_{i}"]),
         "fwhm_kev": float(2.3548200450309493 * sigma),
