@@ -91,6 +91,7 @@ def test_friend_tree_is_entry_aligned_and_accounted(tiny):
         for sel in ("aoe", "gmm"):
             in_range = (psd["energy_kev"] >= lo) & (psd["energy_kev"] <= hi)
             assert acc["kept"][sel] == int(np.sum(psd[f"mask_{sel}"] & in_range))
+            assert acc["scored"][sel] == int(np.sum(np.isfinite(psd[f"score_{sel}"]) & in_range))
         with np.load(res.results_dir / "spectra" / f"{which}.npz") as z:
             for sel in ("aoe", "gmm"):
                 np.testing.assert_array_equal(z[f"kept_{sel}"] + z[f"rejected_{sel}"], z["all"])

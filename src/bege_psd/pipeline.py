@@ -656,7 +656,7 @@ def _stage_apply(ctx: _Context, which: str, run_path: Path, selectors: Sequence[
                 cols[f"score_{name}"] = score.astype(np.float32)
                 cols[f"mask_{name}"] = keep
                 acc["kept"][name] += int(np.count_nonzero(keep & ok_range))
-                acc["scored"][name] += int(np.count_nonzero(np.isfinite(score)))
+                acc["scored"][name] += int(np.count_nonzero(np.isfinite(score) & ok_range))
                 _hist_add(spectra, f"kept_{name}", np.where(keep, energy, np.nan), edges)
                 _hist_add(spectra, f"rejected_{name}", np.where(keep, np.nan, energy), edges)
             w.extend(cols, entry_start=start)

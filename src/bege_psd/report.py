@@ -136,7 +136,19 @@ def build_blocks(results: Mapping[str, Any], figures: Sequence[Path], config: Re
             quality = ", ".join(f"{k}: {_fmt(v)}" for k, v in acc.get("quality", {}).items() if v) or "none"
             rows.append((which, _fmt(acc.get("read")), flagged, quality, _fmt(acc.get("in_range")), *(_fmt(acc.get("kept", {}).get(s)) for s in sels)))
         b.append(Block("table", header=("run", "read", "DAQ flags", "quality flags", "in [300, 2700] keV", *(f"kept {NAMES.get(s, s)}" for s in sels)), rows=tuple(rows)))
-        b.append(Block("text", "Nothing is dropped: flagged events stay in the friend tree with a NaN score (not kept); 'kept' counts events in the energy range with score >= threshold."))
+        rows = []
+        for which, r in apply.items():
+            acc = r.get("accounting", {})
+            n_in = acc.get("in_range", 0)
+            for s in sels:
+                kept = acc.get("kept", {}).get(s, 0)
+                scored = acc.get("scored", {}).get(s)
+                if scored is None:
+                    continue
+                rows.append((which, NAMES.get(s, s), _fmt(n_in), _fmt(kept), _fmt(scored - kept), _fmt(n_in - scored), _fmt(kept / n_in if n_in else float("nan"), d)))
+        if rows:
+            b.append(Block("table", header=("run", "selector", "in range", "kept", "rejected", "not scored (flagged, no pulse)", "kept fraction"), rows=tuple(rows)))
+        b.append(Block("text", "Nothing is dropped: in range = kept + rejected + not scored, for every selector. Flagged events stay in the friend tree with a NaN score (not kept); 'kept' counts events in the energy range with score >= threshold."))
 
     analysis = results.get("analysis", {})
     t2 = analysis.get("table2")
