@@ -748,7 +748,7 @@ def run_pipeline(
                 meta = _metadata(p)
                 if meta is not None:
                     run_info[which]["metadata"] = {k: getattr(meta, k) for k in ("live_time_s", "real_time_s", "sample_period_ns", "record_length", "run_id") if hasattr(meta, k)}
-        res = ctx.stage("calibrate", ["calib", "io"], after=["input_calibration"], outputs=[ctx.path("calibration.json")], func=lambda: _stage_calibrate(ctx, cal), extra={"chunk": ctx.run.chunk_size})
+        res = ctx.stage("calibrate", ["calib", "io"], after=["input_calibration"], outputs=[ctx.path("calibration.json")], func=lambda: _stage_calibrate(ctx, cal))
         results["calibration"] = res
         ctx.stage("template", ["dsp", "labels", "io"], after=["calibrate"], outputs=[ctx.path("models", "sse_template.npz")], func=lambda: _stage_template(ctx, cal), optional=True)
         for which, p in runs.items():
