@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,26 +17,26 @@ __all__ = ("atomic_path", "atomic_write_bytes", "atomic_write_text", "stable_has
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it onto ``path``.
+    """Yield a temporary path for ``path``; on success move it onto ``path``.
 
     Writers that need a file name (uproot, Keras, matplotlib) write to the yielded path; a
-    crash leaves the destination untouched and removes the partial file.
+    crash leaves the destination untouched and removes the partial file. The temporary file
+    has the final *name*, in a private hidden folder beside the destination: ROOT stores the
+    file name inside the file, so a random temporary name would end up in the output (and make
+    otherwise identical outputs differ).
     """
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part" + dest.suffix, dir=dest.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmpdir = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent))
+    tmp_path = tmpdir / dest.name
     try:
         yield tmp_path
-        # mkstemp creates 0600 files; give the result the permissions a plain open() would
+        # give the result the permissions a plain open() would (mkdtemp's folder is 0700)
         if tmp_path.exists():
             os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp_path.unlink()
-        raise
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
 
 
 def _umask() -> int:

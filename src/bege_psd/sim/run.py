@@ -50,11 +50,9 @@ import contextlib
 import datetime
 import logging
 import os
-import shutil
-import tempfile
 import types
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -62,6 +60,7 @@ import awkward as ak
 import numpy as np
 from numpy.typing import NDArray
 
+from .._util import atomic_path
 from ..errors import SimulationError
 from .config import SimConfig
 from .sources import SOURCES, Source, make_source
@@ -152,34 +151,10 @@ def _pinned_root_writer() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _named_atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Like :func:`bege_psd._util.atomic_path`, but the temporary file has the final *name*
-    (in a private temporary folder beside it): ROOT stores the file name in its header, so a
-    random temporary name would make the bytes differ from run to run."""
-    dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
-        tmp = tmpdir / dest.name
-        yield tmp
-        os.replace(tmp, dest)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-
-
-@contextlib.contextmanager
 def _reproducible_root_files() -> Iterator[None]:
-    """Pin the ROOT writer and make the io writers' temporary files carry the final names."""
-    from ..io import compass_root
-
-    # the ROOT writer takes atomic_path from its module namespace; swap it for the call
-    saved: Callable[..., Any] = getattr(compass_root, "atomic_path")  # noqa: B009
-    setattr(compass_root, "atomic_path", _named_atomic_path)  # noqa: B010
-    try:
-        with _pinned_root_writer():
-            yield
-    finally:
-        setattr(compass_root, "atomic_path", saved)  # noqa: B010
+    """Pin the ROOT writer's clock, UUID and zlib for the duration of a run's writing."""
+    with _pinned_root_writer():
+        yield
 
 
 def truth_path(run_folder: str | os.PathLike[str], data_file: str | os.PathLike[str]) -> Path:
@@ -202,7 +177,7 @@ _TRUTH_TYPES = {
 def _write_truth(path: Path, chunks: list[dict[str, Any]], meta: dict[str, str]) -> None:
     import uproot
 
-    with _pinned_root_writer(), _named_atomic_path(path) as tmp, uproot.recreate(tmp) as f:
+    with _pinned_root_writer(), atomic_path(path) as tmp, uproot.recreate(tmp) as f:
         tree = f.mktree("Truth", _TRUTH_TYPES, title="bege-psd simulation truth (friend of Data_R)")
         for c in chunks:
             if len(c["energy_true_kev"]):
