@@ -193,14 +193,6 @@ def _import(spec: str) -> Any:
         raise _Missing(f"{module} has no {name}") from exc
 
 
-def _progress(iterable: Any, *, desc: str, enabled: bool, total: int | None = None, unit: str = "chunk") -> Any:
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, desc=desc, total=total, unit=unit, leave=False, dynamic_ncols=True)
-
-
 def _file_fingerprint(path: Path) -> dict[str, Any]:
     """Identity of an input (paths, sizes, mtimes) for stamps; folders list their files."""
     if path.is_dir():
@@ -382,10 +374,40 @@ def _resolve_run(ctx: _Context, which: str) -> tuple[Path | None, dict[str, Any]
     return Path(res["path"]), {**info, "path": res["path"]}
 
 
+def _count_events(source: Path, io_cfg: Any) -> int | None:
+    """Number of events of a run when it is cheap to know (ROOT files), for progress bars."""
+    try:
+        from .io import find_run_files
+
+        files = find_run_files(source, io_cfg)
+        if files.fmt != "root":
+            return None
+        import uproot
+
+        total = 0
+        for f in files.files:
+            with uproot.open(f) as rf:
+                trees = [k for k, c in rf.classnames(cycle=False).items() if c == "TTree"]
+                if not trees:
+                    return None
+                total += int(rf[io_cfg.tree or trees[0]].num_entries)
+        return total
+    except Exception:  # only a progress-bar nicety: never fail a run for it
+        return None
+
+
 def _iterate(ctx: _Context, source: Path, desc: str, **opts: Any) -> Iterator[Any]:
     iterate = _import("bege_psd.io:iterate")
     io_cfg = dataclasses.replace(ctx.config.section("io"), step_size=ctx.run.chunk_size, **opts)
-    yield from _progress(iterate(source, options=io_cfg), desc=desc, enabled=ctx.progress)
+    if not ctx.progress:
+        yield from iterate(source, options=io_cfg)
+        return
+    from tqdm.auto import tqdm
+
+    with tqdm(total=_count_events(source, io_cfg), desc=desc, unit="ev", unit_scale=True, leave=False, dynamic_ncols=True) as bar:
+        for chunk in iterate(source, options=io_cfg):
+            yield chunk
+            bar.update(len(chunk))
 
 
 def _truth_path(run_path: Path) -> Path | None:
