@@ -227,7 +227,7 @@ def savgol_example(
     import mplhep as mh
 
     with plt.style.context(mh.style.ROOT):
-        fig, axes = plt.subplots(2, 1, figsize=(8, 9), sharex=True)
+        fig, axes = plt.subplots(2, 1, figsize=(8, 10), sharex=True, layout="constrained")
     for ax, wf, name in ((axes[0], sse, "SSE (DEP window)"), (axes[1], mse, "MSE (FEP window)")):
         w = np.asarray(wf, dtype=float)
         w = w - np.median(w[: max(len(w) // 10, 5)])
@@ -255,7 +255,7 @@ def feature_distributions(
 
     names = [n for n in ("risetime_ns", "l1_to_sse", "n_peaks_d2") if n in sse and n in mse]
     with plt.style.context(mh.style.ROOT):
-        fig, axes = plt.subplots(len(names), 1, figsize=(8, 3.5 * max(len(names), 1)), squeeze=False)
+        fig, axes = plt.subplots(len(names), 1, figsize=(8, 4.5 * max(len(names), 1)), squeeze=False, layout="constrained")
     for ax, name in zip(axes[:, 0], names, strict=True):
         a = np.asarray(sse[name], dtype=float)
         b = np.asarray(mse[name], dtype=float)
