@@ -87,7 +87,7 @@ def test_nan_in_nan_out(dtype):
     K.current_max_2d(x, amax, tmax)
     assert np.isnan([amax[3], tmax[3]]).all()
     npk = np.empty(len(x), dtype=np.int32)
-    K.count_peaks_2d(x, 0.0, 1, npk)
+    K.count_peaks_2d(x, 0.0, 1, 0.0, npk)
     assert npk[3] == -1
     assert (np.delete(npk, [3, 5]) >= 0).all()
 
@@ -156,11 +156,23 @@ def test_count_peaks_equals_find_peaks_on_pulses():
     for x in _blocks(np.float64):
         d2 = np.abs(T.savgol_twin(T.savgol_twin(x, 19, 2, 0), 19, 2, 2))
         d2 /= d2.max(axis=1, keepdims=True)
-        for height, distance in [(0.1, 10), (0.0, 1), (0.3, 3), (0.05, 25)]:
+        for height, distance, prom in [
+            (0.1, 10, 0.0),
+            (0.0, 1, 0.0),
+            (0.3, 3, 0.0),
+            (0.05, 25, 0.0),
+            (0.1, 10, 0.1),
+            (0.0, 1, 0.05),
+            (0.05, 3, 0.3),
+        ]:
             out = np.empty(len(x), dtype=np.int32)
-            K.count_peaks_2d(d2, height, distance, out)
-            ref = [len(find_peaks(r, height=height, distance=distance)[0]) for r in d2]
+            K.count_peaks_2d(d2, height, distance, prom, out)
+            ref = [
+                len(find_peaks(r, height=height, distance=distance, prominence=prom)[0])
+                for r in d2
+            ]
             assert out.tolist() == ref
+            assert out.tolist() == T.count_peaks_twin(d2, height, distance, prom).tolist()
     assert cfg.d2_peak_distance == 10
 
 
@@ -169,16 +181,18 @@ def test_count_peaks_equals_find_peaks_on_pulses():
     st.lists(st.integers(0, 6), min_size=3, max_size=80),
     st.integers(0, 6),
     st.integers(1, 12),
+    st.integers(0, 6),
 )
-def test_count_peaks_property(values, height, distance):
-    """Plateaus, ties and the distance rule behave as scipy.signal.find_peaks."""
+def test_count_peaks_property(values, height, distance, prominence):
+    """Plateaus, ties, the distance rule and prominences behave as scipy.signal.find_peaks."""
     x = np.asarray(values, dtype=np.float64)[None, :]
     _, props = find_peaks(x[0], height=height)
     if len(np.unique(props["peak_heights"])) < len(props["peak_heights"]):
         distance = 1  # with tied heights the distance rule depends on the sort order
     out = np.empty(1, dtype=np.int32)
-    K.count_peaks_2d(x, float(height), distance, out)
-    assert out[0] == len(find_peaks(x[0], height=height, distance=distance)[0])
+    K.count_peaks_2d(x, float(height), distance, float(prominence), out)
+    ref = find_peaks(x[0], height=height, distance=distance, prominence=prominence)[0]
+    assert out[0] == len(ref)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -43,5 +43,7 @@ QUALITY_BITS: dict[str, int] = {
     FP_PUF,
     FP_PUSEP,
     FP_MINAMP,
-) = range(11)
+    FP_D2NSIG,
+    FP_D2PROM,
+) = range(13)
 IP_NBASE, IP_D2DIST, IP_TPRE = range(3)

@@ -15,7 +15,8 @@ can express:
   window (``d2_window=31, d2_order=2``) plays the role of the two moving averages (odd windows
   only: the SG filters are centred);
 - number of |d2| peaks: ``scipy.signal.find_peaks(height=0.1, distance=10)`` on |d2| normalised to
-  a maximum of 1 (the defaults here too);
+  a maximum of 1 (``d2_peak_nsigma=0, d2_peak_prominence=0``; the defaults here add a noise floor
+  of 4 sigma and a prominence of 0.1, see :mod:`bege_psd.dsp.features`);
 - rise time 10-90 % with linear interpolation, 4 ns per sample (the defaults here too);
 - L1 distance ("simm"): a mean absolute difference over the overlap after alignment at the
   minimum of d2; here the alignment is at the 50 % crossing with sub-sample interpolation, which
@@ -48,8 +49,20 @@ class DSPConfig:
     #: Savitzky-Golay first derivative of the current = d2Q/dt2 (used for the peak count)
     d2_window: int = field(default=19, metadata={"min": 3, "max": 199, "odd": True})
     d2_order: int = field(default=2, metadata={"min": 1, "max": 20})
-    #: minimum height of a |d2| peak, as a fraction of the maximum of |d2| (authors: 0.1)
+    #: number of |d2| peaks (see :mod:`bege_psd.dsp.features`): a peak counts when its height is
+    #: at least max(d2_peak_height x max|d2|, d2_peak_nsigma x sigma_d2) (sigma_d2 = RMS of d2
+    #: on the signal-free samples of the event), it is at least d2_peak_distance samples from a
+    #: higher counted peak, and its prominence is at least d2_peak_prominence x max|d2|.
+    #: Minimum height as a fraction of the maximum of |d2| (authors: 0.1)
     d2_peak_height: float = field(default=0.1, metadata={"min": 0.0, "max": 1.0})
+    #: minimum height in units of the event's d2 noise RMS (authors: none, i.e. 0). 4 sigma: on
+    #: the simulated runs a 300 keV pulse has max|d2| of ~12 sigma, so the relative 0.1 alone
+    #: would count noise wiggles (7-15 peaks per event below 600 keV)
+    d2_peak_nsigma: float = field(default=4.0, metadata={"min": 0.0, "max": 1000.0})
+    #: minimum prominence (scipy.signal.peak_prominences) as a fraction of max|d2| (authors:
+    #: none, i.e. 0). 0.1 merges the shoulder of the slow hole-drift current with the main
+    #: rising lobe of the same sign: a clean single-site pulse counts 2
+    d2_peak_prominence: float = field(default=0.1, metadata={"min": 0.0, "max": 1.0})
     #: minimum separation of two counted |d2| peaks in samples (authors: 10; find_peaks' distance)
     d2_peak_distance: int = field(default=10, metadata={"min": 1, "max": 4096})
     #: rise-time levels as fractions of the amplitude: low (t0, start), middle, high
@@ -92,6 +105,12 @@ class DSPConfig:
     @classmethod
     def authors_code(cls, **overrides: Any) -> DSPConfig:
         """The closest configuration to the authors' public code (see the module docstring)."""
-        values: dict[str, Any] = {"current_window": 13, "current_order": 2, "d2_window": 31}
+        values: dict[str, Any] = {
+            "current_window": 13,
+            "current_order": 2,
+            "d2_window": 31,
+            "d2_peak_nsigma": 0.0,
+            "d2_peak_prominence": 0.0,
+        }
         values.update(overrides)
         return cls(**values)

@@ -32,6 +32,8 @@ from numpy.typing import NDArray
 from ._constants import (
     FEATURE_COLUMNS,
     FP_D2H,
+    FP_D2NSIG,
+    FP_D2PROM,
     FP_DRIFT,
     FP_HIGH,
     FP_LOW,
@@ -198,12 +200,35 @@ def _parabolic_offset(x, i):  # type: ignore[no-untyped-def]
 
 
 @nb.njit(nogil=True, cache=True)
-def _count_peaks_row(x, height, distance, peaks, keep):  # type: ignore[no-untyped-def]
-    """Number of peaks as scipy.signal.find_peaks(x, height=height, distance=distance).
+def _prominence(x, p):  # type: ignore[no-untyped-def]
+    """Prominence of the peak at p as scipy.signal.peak_prominences (wlen=None): walk out on
+    each side while the signal is not higher than the peak; the peak height minus the higher
+    of the two minima found."""
+    n = x.shape[0]
+    h = x[p]
+    left_min = h
+    i = p
+    while i >= 0 and x[i] <= h:
+        left_min = min(left_min, x[i])
+        i -= 1
+    right_min = h
+    i = p
+    while i < n and x[i] <= h:
+        right_min = min(right_min, x[i])
+        i += 1
+    return h - max(left_min, right_min)
+
+
+@nb.njit(nogil=True, cache=True)
+def _count_peaks_row(x, height, distance, prominence, peaks, keep):  # type: ignore[no-untyped-def]
+    """Number of peaks as
+    ``scipy.signal.find_peaks(x, height=height, distance=distance, prominence=prominence)``.
 
     Local maxima (a flat top counts once), those with x >= height, then the distance rule:
-    from the highest down, a kept peak removes every peak closer than ``distance`` samples.
-    ``peaks`` (length >= len(x)) and ``keep`` (length >= 2 len(x)) are int64 scratch arrays.
+    from the highest down, a kept peak removes every peak closer than ``distance`` samples;
+    then, of the peaks left, those with a prominence >= ``prominence`` (no test when
+    ``prominence <= 0``: a prominence is never negative). ``peaks`` (length >= len(x)) and
+    ``keep`` (length >= 2 len(x)) are int64 scratch arrays.
     """
     n = x.shape[0]
     npk = 0
@@ -220,34 +245,36 @@ def _count_peaks_row(x, height, distance, peaks, keep):  # type: ignore[no-untyp
                     npk += 1
                 i = ahead
         i += 1
-    if npk < 2 or distance <= 1:
-        return npk
-    # order = the peaks sorted by height, ascending (insertion sort: npk is small, and for fewer
-    # than 17 elements numpy's argsort is an insertion sort too, so ties resolve the same way)
-    order = keep[n:]
     for k in range(npk):
         keep[k] = 1
-        h = x[peaks[k]]
-        j = k
-        while j > 0 and x[peaks[order[j - 1]]] > h:
-            order[j] = order[j - 1]
-            j -= 1
-        order[j] = k
-    for r in range(npk - 1, -1, -1):
-        j = order[r]
-        if keep[j] == 0:
-            continue
-        k = j - 1
-        while k >= 0 and peaks[j] - peaks[k] < distance:
-            keep[k] = 0
-            k -= 1
-        k = j + 1
-        while k < npk and peaks[k] - peaks[j] < distance:
-            keep[k] = 0
-            k += 1
+    if npk >= 2 and distance > 1:
+        # order = the peaks sorted by height, ascending (insertion sort: npk is small, and for
+        # fewer than 17 elements numpy's argsort is an insertion sort too, so ties resolve the
+        # same way)
+        order = keep[n:]
+        for k in range(npk):
+            h = x[peaks[k]]
+            j = k
+            while j > 0 and x[peaks[order[j - 1]]] > h:
+                order[j] = order[j - 1]
+                j -= 1
+            order[j] = k
+        for r in range(npk - 1, -1, -1):
+            j = order[r]
+            if keep[j] == 0:
+                continue
+            k = j - 1
+            while k >= 0 and peaks[j] - peaks[k] < distance:
+                keep[k] = 0
+                k -= 1
+            k = j + 1
+            while k < npk and peaks[k] - peaks[j] < distance:
+                keep[k] = 0
+                k += 1
     total = 0
     for k in range(npk):
-        total += keep[k]
+        if keep[k] and (prominence <= 0.0 or _prominence(x, peaks[k]) >= prominence):
+            total += 1
     return total
 
 
@@ -344,7 +371,18 @@ def _features_row(x, energy, sign, fs, fc, fd, template, fp, ip, y, s, c, d2, pe
     out[10] = (ic + _parabolic_offset(cv, ic)) * period
     if template.shape[0] > 0 and amp > 0.0 and not math.isnan(t_mid):
         out[11] = _l1_row(sv, amp, t_mid, template, ip[IP_TPRE])
-    # number of peaks of |d2Q/dt2|, normalised to a maximum of 1
+    # number of peaks of |d2Q/dt2|, normalised to a maximum of 1; the noise RMS of d2 on the
+    # signal-free samples: the baseline (past the filter edge) and after the charge maximum
+    hd = fd.shape[0] // 2
+    ss = 0.0
+    cnt = 0
+    for i in range(hd, m):
+        ss += dv[i] * dv[i]
+        cnt += 1
+    for i in range(imax + fd.shape[0], n - hd):
+        ss += dv[i] * dv[i]
+        cnt += 1
+    sigma = math.sqrt(ss / cnt) if cnt > 0 else 0.0
     dmax = 0.0
     for i in range(n):
         dv[i] = abs(dv[i])
@@ -353,7 +391,8 @@ def _features_row(x, energy, sign, fs, fc, fd, template, fp, ip, y, s, c, d2, pe
     if dmax > 0.0:
         for i in range(n):
             dv[i] = dv[i] / dmax
-        npk = _count_peaks_row(dv, fp[FP_D2H], ip[IP_D2DIST], peaks, keep)
+        height = max(fp[FP_D2H], fp[FP_D2NSIG] * sigma / dmax)
+        npk = _count_peaks_row(dv, height, ip[IP_D2DIST], fp[FP_D2PROM], peaks, keep)
     # pile-up: current above a fraction of its maximum far from the main current pulse
     if a > 0.0:
         thr = fp[FP_PUF] * a
@@ -497,10 +536,10 @@ def current_max_2d(c, amax, tmax):  # type: ignore[no-untyped-def]
         tmax[r] = i + _parabolic_offset(buf, i)
 
 
-@nb.njit(_sigs("void({t}[:, :], float64, int64, int32[:])"), nogil=True, cache=True)
-def count_peaks_2d(x, height, distance, out):  # type: ignore[no-untyped-def]
-    """Peaks per row as ``len(scipy.signal.find_peaks(row, height, distance=distance)[0])``;
-    -1 for a row with NaN."""
+@nb.njit(_sigs("void({t}[:, :], float64, int64, float64, int32[:])"), nogil=True, cache=True)
+def count_peaks_2d(x, height, distance, prominence, out):  # type: ignore[no-untyped-def]
+    """Peaks per row as ``len(scipy.signal.find_peaks(row, height, distance=distance,
+    prominence=prominence)[0])``; -1 for a row with NaN."""
     n = x.shape[1]
     buf = np.empty(n)
     peaks = np.empty(n, dtype=np.int64)
@@ -511,7 +550,7 @@ def count_peaks_2d(x, height, distance, out):  # type: ignore[no-untyped-def]
         if _has_nan(buf):
             out[r] = -1
         else:
-            out[r] = _count_peaks_row(buf, height, distance, peaks, keep)
+            out[r] = _count_peaks_row(buf, height, distance, prominence, peaks, keep)
 
 
 @nb.njit(

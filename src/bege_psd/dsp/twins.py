@@ -24,6 +24,7 @@ __all__ = (
     "baseline_twin",
     "count_peaks_twin",
     "current_max_twin",
+    "d2_noise_rms_twin",
     "downsample_mean_twin",
     "features_reference",
     "l1_aligned_twin",
@@ -125,13 +126,28 @@ def current_max_twin(c: NDArray[Any]) -> tuple[F64, F64]:
     return amax, tmax
 
 
-def count_peaks_twin(x: NDArray[Any], height: float, distance: int) -> NDArray[np.int32]:
+def count_peaks_twin(
+    x: NDArray[Any], height: float, distance: int, prominence: float = 0.0
+) -> NDArray[np.int32]:
+    """``len(find_peaks(row, height=, distance=, prominence=)[0])`` per row; -1 for NaN rows."""
     x = np.atleast_2d(np.asarray(x, dtype=np.float64))
     out = np.full(len(x), -1, dtype=np.int32)
     for r, row in enumerate(x):
         if not np.isnan(row).any():
-            out[r] = len(find_peaks(row, height=height, distance=distance)[0])
+            out[r] = len(
+                find_peaks(row, height=height, distance=distance, prominence=prominence)[0]
+            )
     return out
+
+
+def d2_noise_rms_twin(d2: NDArray[Any], imax: int, nbase: int, d2_window: int) -> float:
+    """RMS of ``d2`` over its signal-free samples: ``[d2_window // 2, nbase)`` (the baseline
+    past the filter edge) and ``[imax + d2_window, n - d2_window // 2)`` (after the charge
+    maximum); 0 when both are empty."""
+    n = len(d2)
+    hd = d2_window // 2
+    v = np.concatenate([d2[hd : min(nbase, n)], d2[imax + d2_window : n - hd]])
+    return float(np.sqrt(np.mean(v * v))) if v.size else 0.0
 
 
 def l1_aligned_twin(
@@ -235,11 +251,18 @@ def features_reference(
                 cols["l1_to_sse"][r] = np.abs(v - tmpl[inside]).mean()
         ad = np.abs(d2)
         dmax = ad.max()
-        npk[r] = (
-            len(find_peaks(ad / dmax, height=cfg.d2_peak_height, distance=cfg.d2_peak_distance)[0])
-            if dmax > 0
-            else 0
-        )
+        if dmax > 0:
+            sigma = d2_noise_rms_twin(d2, imax, m, cfg.d2_window)
+            height = max(cfg.d2_peak_height, cfg.d2_peak_nsigma * sigma / dmax)
+            pk = find_peaks(
+                ad / dmax,
+                height=height,
+                distance=cfg.d2_peak_distance,
+                prominence=cfg.d2_peak_prominence,
+            )[0]
+            npk[r] = len(pk)
+        else:
+            npk[r] = 0
         if a > 0:
             thr = cfg.pileup_fraction * a
             left = ic
