@@ -30,6 +30,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -144,8 +145,9 @@ def feature_table(run: Path, cal: Any, template: Any, cache: Path, cal_desc: dic
     data = _data_file(run)
     st = data.stat()
     key = stable_hash(
-        {"v": 2, "file": str(data.resolve()), "size": st.st_size, "mtime": st.st_mtime_ns,
-         "cal": cal_desc.get("coeffs"), "template": np.asarray(template.values).tolist()[:50]}
+        {"v": 3, "file": str(data.resolve()), "size": st.st_size, "mtime": st.st_mtime_ns,
+         "cal": cal_desc.get("coeffs"), "template": np.asarray(template.values).tolist()[:50],
+         "dsp": dataclasses.asdict(dsp.DSPConfig())}
     )  # fmt: skip
     path = cache / f"features_{run.name}_{key}.npz"
     if path.exists():

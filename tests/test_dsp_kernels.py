@@ -168,8 +168,7 @@ def test_count_peaks_equals_find_peaks_on_pulses():
             out = np.empty(len(x), dtype=np.int32)
             K.count_peaks_2d(d2, height, distance, prom, out)
             ref = [
-                len(find_peaks(r, height=height, distance=distance, prominence=prom)[0])
-                for r in d2
+                len(find_peaks(r, height=height, distance=distance, prominence=prom)[0]) for r in d2
             ]
             assert out.tolist() == ref
             assert out.tolist() == T.count_peaks_twin(d2, height, distance, prom).tolist()

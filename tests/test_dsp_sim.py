@@ -70,3 +70,46 @@ def test_single_vs_two_site_simulated(sim_events):
     assert np.mean(npk[n:]) > np.mean(npk[:n])
     assert np.median(aoe[n:]) < np.median(aoe[:n])
     assert 50 < np.median(rt[:n]) < 1000  # ns: SSE rise times of a BEGe
+
+
+@pytest.fixture(scope="module")
+def th_run_with_truth(tmp_path_factory):
+    """A small simulated 232Th run (coarse grid, as tests/test_sim_run.py) with its truth."""
+    from bege_psd import io
+    from bege_psd.config import from_mapping
+    from bege_psd.sim import read_truth, simulate
+    from bege_psd.sim.config import SimConfig
+    from bege_psd.sim.run import truth_path
+
+    config = from_mapping(SimConfig, {"detector": {"field_grid_mm": 0.5, "library_grid_mm": 2.0}})
+    out = tmp_path_factory.mktemp("runs") / "th"
+    simulate("th232", 4000, out, seed=11, config=config, cache_dir=tmp_path_factory.mktemp("c"))
+    events = io.read(out)
+    meta = io.read_metadata(out)
+    truth = read_truth(truth_path(out, next((out / "RAW").glob("*.root")).name))
+    energy_kev = ak.to_numpy(events["energy_adc"]) * meta.calibration[1]
+    return events, energy_kev, ak.to_numpy(truth["n_sites"])
+
+
+def test_n_peaks_single_site_counts_two_on_simulated_run(th_run_with_truth):
+    """On a simulated run with truth: the median count of true single-site events above
+    500 keV is 2 (one current pulse, two lobes of d2) and multi-site events count more on
+    average; the default noise floor and prominence matter for both."""
+    events, e, n_sites = th_run_with_truth
+    npk = ak.to_numpy(features(events)["n_peaks_d2"])
+    hi = e > 500.0
+    sse, mse = npk[hi & (n_sites == 1)], npk[hi & (n_sites >= 2)]
+    assert len(sse) > 100
+    assert len(mse) > 100
+    assert np.median(sse) == 2
+    assert np.mean(sse == 2) > 0.6
+    assert np.mean(mse) > np.mean(sse) + 0.2
+    # below 500 keV the relative height alone (the authors' definition) counts noise wiggles
+    from bege_psd.dsp import DSPConfig
+
+    rel_only = DSPConfig(d2_peak_nsigma=0.0, d2_peak_prominence=0.0)
+    npk_rel = ak.to_numpy(features(events, rel_only)["n_peaks_d2"])
+    low = (e > 200.0) & (e < 500.0) & (n_sites == 1)
+    assert low.sum() > 100
+    assert np.median(npk[low]) == 2
+    assert np.mean(npk_rel[low]) > np.mean(npk[low]) + 1.5
