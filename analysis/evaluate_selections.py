@@ -237,6 +237,31 @@ def roc_block(table: Any, scores: dict[str, NDArray[np.float64]], erange: tuple[
     return out
 
 
+def npeaks_block(table: Any) -> dict[str, Any]:
+    """Distribution of n_peaks_d2 for true single- and multi-site events in energy bands, and
+    the AUC of the count alone (multi-site positive) in each band."""
+    from bege_psd.metrics import roc_auc
+
+    if "n_sites" not in table.fields:
+        return {}
+    e = np.asarray(table.energy_kev)
+    ns = np.asarray(table.n_sites)
+    npk = np.asarray(table.n_peaks_d2)
+    out: dict[str, Any] = {}
+    for lo, hi in ((300.0, 500.0), (500.0, 900.0), (900.0, 1500.0), (1500.0, 2700.0), (300.0, 2700.0)):
+        r = (e >= lo) & (e < hi) & (ns >= 1) & (npk >= 0)
+        row: dict[str, Any] = {"auc": roc_auc(npk[r].astype(np.float64), ns[r] >= 2)}
+        for name, m in (("single_site", r & (ns == 1)), ("multi_site", r & (ns >= 2))):
+            v = npk[m]
+            row[name] = {
+                "n": int(v.size), "median": float(np.median(v)) if v.size else None,
+                "mean": float(v.mean()) if v.size else None,
+                "fraction_by_count_0_to_6plus": (np.bincount(np.minimum(v, 6), minlength=7) / max(v.size, 1)).round(4).tolist(),
+            }  # fmt: skip
+        out[f"{lo:.0f}-{hi:.0f} keV"] = row
+    return out
+
+
 def cryo_block(table: Any, cal: Any, masks: dict[str, NDArray[np.bool_]]) -> dict[str, Any]:
     from bege_psd.errors import BegePsdError
     from bege_psd.metrics import MetricsConfig, compare_peak_to_compton, line_significance
@@ -489,11 +514,18 @@ def main(argv: list[str] | None = None) -> int:
     gmm2 = GMMSelector(GMMConfig(features=("risetime_ns", "l1_to_sse"))).fit(th)
     aoe = AoESelector().fit(th)
     aoe.save(out / "aoe.json")
+    # variant: the energy-corrected A/E classifier (label-free: fitted on Compton slices) as a
+    # 4th GMM feature; the raw a_over_e above carries the energy dependence of A/E
+    for tab in (th, cr):
+        tab["aoe_classifier"] = aoe.classifier(tab)
+    gmm4c = GMMSelector(GMMConfig(features=("risetime_ns", "l1_to_sse", "n_peaks_d2", "aoe_classifier"))).fit(th)
 
     e_th = np.asarray(th.energy_kev)
     e_cr = np.asarray(cr.energy_kev)
-    scores_th = {"gmm": gmm.score(th), "gmm+aoe": gmm4.score(th), "gmm_rt_l1": gmm2.score(th), "aoe": aoe.score(th)}
-    scores_cr = {"gmm": gmm.score(cr), "gmm+aoe": gmm4.score(cr), "gmm_rt_l1": gmm2.score(cr), "aoe": aoe.score(cr)}
+    scores_th = {"gmm": gmm.score(th), "gmm+aoe": gmm4.score(th), "gmm+aoe_corrected": gmm4c.score(th),
+                 "gmm_rt_l1": gmm2.score(th), "aoe": aoe.score(th)}  # fmt: skip
+    scores_cr = {"gmm": gmm.score(cr), "gmm+aoe": gmm4.score(cr), "gmm+aoe_corrected": gmm4c.score(cr),
+                 "gmm_rt_l1": gmm2.score(cr), "aoe": aoe.score(cr)}  # fmt: skip
     for name in ("risetime_ns", "l1_to_sse", "n_peaks_d2"):
         scores_th[f"feature {name}"] = np.asarray(getattr(th, name), dtype=np.float64)
         scores_cr[f"feature {name}"] = np.asarray(getattr(cr, name), dtype=np.float64)
@@ -508,6 +540,7 @@ def main(argv: list[str] | None = None) -> int:
     masks_th = {
         "gmm": gmm_keep_th,
         "gmm+aoe": keep(scores_th["gmm+aoe"], gmm4.threshold),
+        "gmm+aoe_corrected": keep(scores_th["gmm+aoe_corrected"], gmm4c.threshold),
         "gmm_rt_l1": keep(scores_th["gmm_rt_l1"], gmm2.threshold),
         "aoe_keep_mse_at_90pc_dep": aoe.mask(th),
         "aoe_keep_mse_matched_to_gmm": keep(scores_th["aoe"], t_aoe_th),
@@ -520,6 +553,7 @@ def main(argv: list[str] | None = None) -> int:
     masks_cr = {
         "gmm": gmm_keep_cr,
         "gmm+aoe": keep(scores_cr["gmm+aoe"], gmm4.threshold),
+        "gmm+aoe_corrected": keep(scores_cr["gmm+aoe_corrected"], gmm4c.threshold),
         "gmm_rt_l1": keep(scores_cr["gmm_rt_l1"], gmm2.threshold),
         "aoe_matched_to_gmm": keep(scores_cr["aoe"], t_aoe_cr),
         "aoe_keep_mse_at_90pc_dep": aoe.mask(cr),
@@ -528,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
     roc_cr = roc_block(cr, dict(scores_cr.items()), CRYO_RANGE_KEV)
     cryo_res = cryo_block(cr, cal, masks_cr)
     surv = survival_table(th, masks_th)
-    scan = scan_block(cr, cal, {k: scores_cr[k] for k in ("gmm", "gmm+aoe", "gmm_rt_l1", "aoe")}, cryo_res["_spectra"][0])
+    scan = scan_block(cr, cal, {k: scores_cr[k] for k in ("gmm", "gmm+aoe", "gmm+aoe_corrected", "gmm_rt_l1", "aoe")}, cryo_res["_spectra"][0])
     cryo_res["_scan"] = scan
     figs = figures(out, th, cr, gmm, aoe, scores_th, roc_th, roc_cr, masks_th, cryo_res)
 
@@ -547,6 +581,7 @@ def main(argv: list[str] | None = None) -> int:
             "kept_fraction_cryoconite_300_700": f_gmm_cr,
         },
         "gmm+aoe": {"silhouette": gmm4.silhouette, "evidence_decided_by": gmm4.evidence.get("decided_by")},
+        "gmm+aoe_corrected": {"silhouette": gmm4c.silhouette, "evidence_decided_by": gmm4c.evidence.get("decided_by")},
         "gmm_rt_l1": {"silhouette": gmm2.silhouette, "evidence_decided_by": gmm2.evidence.get("decided_by")},
         "aoe": {
             "mu_coeffs": aoe.mu_coeffs,
@@ -559,6 +594,7 @@ def main(argv: list[str] | None = None) -> int:
             "score_definition": "1/2 - arctan(c)/pi, c = (A/E/mu(E) - 1)/sigma(E)",
         },
         "th232_survival": surv,
+        "n_peaks_d2_vs_truth": {"th232": npeaks_block(th), "cryoconite": npeaks_block(cr)},
         "th232_roc": roc_th,
         "cryoconite_roc": roc_cr,
         "cryoconite": cryo_res,
