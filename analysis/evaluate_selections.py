@@ -8,7 +8,10 @@ figures (PNG) plus ``summary.json`` into ``--out`` (default ``generated/eval/sel
   sideband-subtracted) and of the Compton continuum [1850, 2000] keV, for: the GMM (kept =
   MSE-like), A/E kept (MSE side) at the 90 %-DEP working point, A/E kept at the GMM's kept
   fraction, and the GERDA-style A/E SSE cut (the literature's survival figures);
-- ROC and AUC against the truth (multi-site = ``n_sites >= 2``) on both runs;
+- ROC and AUC against the truth (multi-site = ``n_sites >= 2``) on both runs, and the
+  distribution of ``n_peaks_d2`` for true single- and multi-site events in energy bands;
+- GMM variants beside the paper's default: + raw ``a_over_e``, + the energy-corrected A/E
+  classifier of the fitted A/E selector, diagonal covariances, rise time and L1 only;
 - on cryoconite: 137Cs peak-to-Compton ([355, 450] keV; the paper's max-bin definition with
   1-ADC-channel bins and the fitted-area one, via :mod:`bege_psd.metrics`) before/after, the
   137Cs peak survival, the Compton survival and the 7Be 477.6 keV significance before/after,
@@ -519,12 +522,16 @@ def main(argv: list[str] | None = None) -> int:
     for tab in (th, cr):
         tab["aoe_classifier"] = aoe.classifier(tab)
     gmm4c = GMMSelector(GMMConfig(features=("risetime_ns", "l1_to_sse", "n_peaks_d2", "aoe_classifier"))).fit(th)
+    # variant: the paper's three features with diagonal covariances (the best GMM measured here)
+    gmmd = GMMSelector(GMMConfig(covariance_type="diag")).fit(th)
 
     e_th = np.asarray(th.energy_kev)
     e_cr = np.asarray(cr.energy_kev)
     scores_th = {"gmm": gmm.score(th), "gmm+aoe": gmm4.score(th), "gmm+aoe_corrected": gmm4c.score(th),
+                 "gmm_diag": gmmd.score(th),
                  "gmm_rt_l1": gmm2.score(th), "aoe": aoe.score(th)}  # fmt: skip
     scores_cr = {"gmm": gmm.score(cr), "gmm+aoe": gmm4.score(cr), "gmm+aoe_corrected": gmm4c.score(cr),
+                 "gmm_diag": gmmd.score(cr),
                  "gmm_rt_l1": gmm2.score(cr), "aoe": aoe.score(cr)}  # fmt: skip
     for name in ("risetime_ns", "l1_to_sse", "n_peaks_d2"):
         scores_th[f"feature {name}"] = np.asarray(getattr(th, name), dtype=np.float64)
@@ -541,6 +548,7 @@ def main(argv: list[str] | None = None) -> int:
         "gmm": gmm_keep_th,
         "gmm+aoe": keep(scores_th["gmm+aoe"], gmm4.threshold),
         "gmm+aoe_corrected": keep(scores_th["gmm+aoe_corrected"], gmm4c.threshold),
+        "gmm_diag": keep(scores_th["gmm_diag"], gmmd.threshold),
         "gmm_rt_l1": keep(scores_th["gmm_rt_l1"], gmm2.threshold),
         "aoe_keep_mse_at_90pc_dep": aoe.mask(th),
         "aoe_keep_mse_matched_to_gmm": keep(scores_th["aoe"], t_aoe_th),
@@ -554,6 +562,7 @@ def main(argv: list[str] | None = None) -> int:
         "gmm": gmm_keep_cr,
         "gmm+aoe": keep(scores_cr["gmm+aoe"], gmm4.threshold),
         "gmm+aoe_corrected": keep(scores_cr["gmm+aoe_corrected"], gmm4c.threshold),
+        "gmm_diag": keep(scores_cr["gmm_diag"], gmmd.threshold),
         "gmm_rt_l1": keep(scores_cr["gmm_rt_l1"], gmm2.threshold),
         "aoe_matched_to_gmm": keep(scores_cr["aoe"], t_aoe_cr),
         "aoe_keep_mse_at_90pc_dep": aoe.mask(cr),
@@ -562,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
     roc_cr = roc_block(cr, dict(scores_cr.items()), CRYO_RANGE_KEV)
     cryo_res = cryo_block(cr, cal, masks_cr)
     surv = survival_table(th, masks_th)
-    scan = scan_block(cr, cal, {k: scores_cr[k] for k in ("gmm", "gmm+aoe", "gmm+aoe_corrected", "gmm_rt_l1", "aoe")}, cryo_res["_spectra"][0])
+    scan = scan_block(cr, cal, {k: scores_cr[k] for k in ("gmm", "gmm+aoe", "gmm+aoe_corrected", "gmm_diag", "gmm_rt_l1", "aoe")}, cryo_res["_spectra"][0])
     cryo_res["_scan"] = scan
     figs = figures(out, th, cr, gmm, aoe, scores_th, roc_th, roc_cr, masks_th, cryo_res)
 
@@ -582,6 +591,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "gmm+aoe": {"silhouette": gmm4.silhouette, "evidence_decided_by": gmm4.evidence.get("decided_by")},
         "gmm+aoe_corrected": {"silhouette": gmm4c.silhouette, "evidence_decided_by": gmm4c.evidence.get("decided_by")},
+        "gmm_diag": {"silhouette": gmmd.silhouette, "evidence_decided_by": gmmd.evidence.get("decided_by")},
         "gmm_rt_l1": {"silhouette": gmm2.silhouette, "evidence_decided_by": gmm2.evidence.get("decided_by")},
         "aoe": {
             "mu_coeffs": aoe.mu_coeffs,
