@@ -21,7 +21,8 @@ The chain (each item is one *stage*)::
     report           Markdown + HTML                             (report.md, report.html)
 
 Every stage writes its outputs atomically plus a JSON stamp (``stamps/<stage>.json``) holding a
-hash of the configuration sections it depends on and of the stamps of the stages it reads. With
+hash of the configuration sections it depends on, of the stamps of the stages it reads, and of
+the source code of the package parts it runs (so that new code is not hidden by old results). With
 ``[run] resume = true`` a stage whose stamp matches and whose outputs exist is skipped, so that
 changing only ``[report]`` re-makes only the report, and changing ``[gmm]`` retrains only the
 GMM and what follows it.
@@ -68,6 +69,9 @@ SELECTORS: dict[str, tuple[str, str]] = {
     "gmm": ("bege_psd.select.gmm:GMMSelector", "gmm"),
     "acm": ("bege_psd.select.acm:ACMSelector", "acm"),
 }
+
+#: package parts whose source is part of a stage's stamp (see ``_Context.stage``)
+SIM_CODE: tuple[str, ...] = ("sim", "io/writer.py", "io/compass_root.py", "io/compass_bin.py", "io/settings.py")
 
 #: the two runs of an analysis, in processing order
 RUNS: tuple[str, ...] = ("calibration", "sample")
@@ -260,6 +264,7 @@ class _Context:
         func: Callable[[], Any],
         stamp_dir: Path | None = None,
         optional: bool = False,
+        code: Sequence[str] = (),
     ) -> Any:
         """Run ``func`` unless its stamp matches; return its (JSON) result or the stamped one."""
         key = stable_hash(
@@ -267,6 +272,7 @@ class _Context:
                 "sections": {s: to_mapping(self.config.section(s)) for s in sections},
                 "after": {a: self.stamps.get(a, "absent") for a in after},
                 "extra": extra,
+                "code": _source_hash(*code) if code else None,
             }
         )
         stamp_path = (stamp_dir or self.path("stamps")) / f"{name}.json"
@@ -349,7 +355,7 @@ def _resolve_run(ctx: _Context, which: str) -> tuple[Path | None, dict[str, Any]
     n_events: int = getattr(run, f"{which}_events")
     seed = run.seed + (0 if which == "calibration" else 1)
     sim_key = stable_hash(
-        {"sim": to_mapping(ctx.config.section("sim")), "source": source, "n": n_events, "seed": seed, "fmt": run.sim_format}
+        {"sim": to_mapping(ctx.config.section("sim")), "source": source, "n": n_events, "seed": seed, "fmt": run.sim_format, "code": _source_hash(*SIM_CODE)}
     )
     out_dir = Path(run.data_dir) / f"{which}_{source}_{n_events}_s{seed}_{sim_key[:8]}"
     info = {"simulated": True, "source": source, "n_events": n_events, "seed": seed}
@@ -367,6 +373,7 @@ def _resolve_run(ctx: _Context, which: str) -> tuple[Path | None, dict[str, Any]
         outputs=[out_dir],
         func=simulate,
         stamp_dir=out_dir.parent / "stamps" / out_dir.name,
+        code=SIM_CODE,
     )
     if res is None:
         return None, info
@@ -770,9 +777,9 @@ def run_pipeline(
                 meta = _metadata(p)
                 if meta is not None:
                     run_info[which]["metadata"] = {k: getattr(meta, k) for k in ("live_time_s", "real_time_s", "sample_period_ns", "record_length", "run_id") if hasattr(meta, k)}
-        res = ctx.stage("calibrate", ["calib", "io"], after=["input_calibration"], outputs=[ctx.path("calibration.json")], func=lambda: _stage_calibrate(ctx, cal))
+        res = ctx.stage("calibrate", ["calib", "io"], after=["input_calibration"], outputs=[ctx.path("calibration.json")], func=lambda: _stage_calibrate(ctx, cal), code=("calib.py",))
         results["calibration"] = res
-        ctx.stage("template", ["dsp", "labels", "io"], after=["calibrate"], outputs=[ctx.path("models", "sse_template.npz")], func=lambda: _stage_template(ctx, cal), optional=True)
+        ctx.stage("template", ["dsp", "labels", "io"], after=["calibrate"], outputs=[ctx.path("models", "sse_template.npz")], func=lambda: _stage_template(ctx, cal), optional=True, code=("dsp",))
         for which, p in runs.items():
             if p is None:
                 continue
@@ -781,6 +788,7 @@ def run_pipeline(
                 f"features_{which}", ["dsp", "io"], after=["calibrate", f"input_{which}"],
                 extra={"template": ctx.stamps.get("template", "none")},
                 outputs=[ctx.path("features", f"{which}.root")], func=lambda w=which, q=p: _stage_features(ctx, w, q),  # type: ignore[misc]
+                code=("dsp", "io/friend.py"),
             )
         available = _select_available(ctx)
         trained = []
@@ -789,7 +797,7 @@ def run_pipeline(
                 f"train_{name}", [SELECTORS[name][1], "labels"], after=["features_calibration"],
                 extra={"acm_max": ctx.run.acm_train_max_events, "seed": ctx.run.seed} if name == "acm" else None,
                 outputs=[_model_path(ctx, name)], func=lambda n=name: _stage_train(ctx, n, cal),  # type: ignore[misc]
-                optional=True,
+                optional=True, code=("select",),
             )
             if r is not None:
                 trained.append(name)
@@ -803,6 +811,7 @@ def run_pipeline(
                 extra={"selectors": trained, "bin": ctx.run.bin_width_kev, "emax": ctx.run.energy_max_kev},
                 outputs=[ctx.path("friends", f"{which}_psd.root"), ctx.path("spectra", f"{which}.npz")],
                 func=lambda w=which, q=p: _stage_apply(ctx, w, q, trained),  # type: ignore[misc]
+                code=("select", "io/friend.py"),
             )
             if r is not None:
                 results.setdefault("apply", {})[which] = r
@@ -1139,6 +1148,25 @@ def _as_hist(counts: NDArray[np.float64], edges: NDArray[np.float64]) -> Any:
     return h
 
 
+def _source_hash(*parts: str) -> str:
+    """Hash of the source files of the named package parts (``"dsp"``, ``"calib.py"``, ...):
+    a stage whose code changed is re-run even when its configuration did not."""
+    import hashlib
+
+    from . import __version__
+
+    root = Path(__file__).parent
+    h = hashlib.sha256(__version__.encode())
+    for part in parts:
+        p = root / part
+        files = sorted(p.rglob("*.py")) if p.is_dir() else [p]
+        for f in files:
+            if f.exists():
+                h.update(str(f.relative_to(root)).encode())
+                h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def _code_hash() -> str:
     """Fingerprint of the code of the cheap final stages (analysis, figures, report): they are
     re-made when that code changes, not only when the configuration does."""
@@ -1147,8 +1175,8 @@ def _code_hash() -> str:
     from . import __version__
 
     h = hashlib.sha256(__version__.encode())
-    for name in ("pipeline.py", "plot.py", "report.py"):
-        p = Path(__file__).with_name(name)
+    for name in ("pipeline.py", "plot.py", "report.py", "metrics.py", "fit/peaks.py", "fit/models.py", "io/export.py"):
+        p = Path(__file__).parent / name
         if p.exists():
             h.update(p.read_bytes())
     return h.hexdigest()[:16]
