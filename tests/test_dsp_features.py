@@ -90,6 +90,30 @@ def test_known_answer_linear_ramp():
     assert 10.0 <= fd["current_max"][0] < 11.5  # the (19, 13) derivative rings at sharp corners
 
 
+def test_d2_peak_count_noise_floor_on_small_pulses():
+    """A small pulse (150 ADC, noise 3 ADC: max|d2| near the noise): the noise-aware height
+    keeps a one-step pulse at 2 peaks and a two-step pulse at 3 or more; the relative height
+    alone (the authors' 0.1) counts noise wiggles."""
+    kw = {"amplitude_adc": (150.0, 150.0), "noise_adc": 3.0}
+    sse, _ = synthetic_pulses(300, n_sites=1, seed=31, **kw)
+    mse, _ = synthetic_pulses(300, n_sites=2, seed=32, **kw)
+    ns = ak.to_numpy(features(sse, sample_period_ns=4.0, polarity="positive")["n_peaks_d2"])
+    nm = ak.to_numpy(features(mse, sample_period_ns=4.0, polarity="positive")["n_peaks_d2"])
+    assert (ns == 2).mean() > 0.95
+    assert (nm >= 3).mean() > 0.9
+    rel_only = DSPConfig(d2_peak_nsigma=0.0, d2_peak_prominence=0.0)
+    nr = ak.to_numpy(
+        features(sse, rel_only, sample_period_ns=4.0, polarity="positive")["n_peaks_d2"]
+    )
+    assert np.median(nr) > 4
+    # the noise floor alone (no prominence) already brings the one-step pulses back to 2
+    floor_only = DSPConfig(d2_peak_prominence=0.0)
+    nf = ak.to_numpy(
+        features(sse, floor_only, sample_period_ns=4.0, polarity="positive")["n_peaks_d2"]
+    )
+    assert np.median(nf) == 2
+
+
 def test_two_step_pulse_more_d2_peaks_lower_aoe():
     """Same energy: the two-step pulse counts more |d2| peaks and has a lower A/E."""
     kw = {"amplitude_adc": (4000.0, 4000.0), "noise_adc": 2.0}
