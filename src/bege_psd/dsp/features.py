@@ -41,8 +41,12 @@ Definitions (all from the trace ``y = sign * (x - baseline_mean)``, ``sign`` = +
   simulated 232Th and cryoconite runs (60 000 events each, truth ``n_sites``), 300-2700 keV:
   single-site events count 2 in 61-67 % of cases in every energy band (median 2), multi-site
   events 2.6-2.9 on average; AUC of the count alone vs truth 0.59 (232Th) and 0.60
-  (cryoconite), from 0.54 and 0.45 with the relative height alone. The count separates the
-  classes on average, not event by event. -1 when undefined (no waveform, NaN input, a trace
+  (cryoconite), from 0.54 and 0.45 with the relative height alone (0.609 and 0.604 on the
+  full 300 000-event runs, ``analysis/evaluate_selections.py``). The count separates the classes
+  on average, not event by event. Counting sign-alternating lobes instead (merging neighbouring
+  peaks of the same sign) gives AUC 0.52: most simulated multi-site currents are a peak preceded
+  by a plateau, whose extra lobe has the sign of the main rise (the paper's Sec. 5.2 reason for
+  counting |d2| peaks). Smaller d2 windows (11, 13) or a higher order lower the AUC (0.55-0.57). -1 when undefined (no waveform, NaN input, a trace
   shorter than a filter window: then also NO_PULSE).
 - ``l1_to_sse``: ``s / amplitude`` resampled so that its 50 % crossing falls on the template's
   index ``pre_samples``, then the mean absolute difference to the template over the samples
