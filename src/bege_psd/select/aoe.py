@@ -319,7 +319,9 @@ def _fit_band(values: NDArray[np.float64]) -> dict[str, float] | None:
     }
 
 
-def _nnls_width(e: NDArray[np.float64], rel: NDArray[np.float64], err: NDArray[np.float64]) -> tuple[float, float]:
+def _nnls_width(
+    e: NDArray[np.float64], rel: NDArray[np.float64], err: NDArray[np.float64]
+) -> tuple[float, float]:
     """Fit rel^2 = p0 + p1 / E^2 with p0, p1 >= 0 (weighted NNLS)."""
     from scipy.optimize import nnls
 
@@ -366,10 +368,17 @@ class AoESelector:
         self.training: dict[str, Any] = {}
 
     # -- fitting -----------------------------------------------------------------------
-    def _columns(self, table: Any) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
+    def _columns(
+        self, table: Any
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
         cols = table_columns(table, [self.config.aoe_field, "energy_kev"], where="A/E selector")
         aoe, e = cols[self.config.aoe_field], cols["energy_kev"]
-        usable = np.isfinite(aoe) & np.isfinite(e) & (e > 0) & _quality_ok(table, self.config.quality_mask, e.size)
+        usable = (
+            np.isfinite(aoe)
+            & np.isfinite(e)
+            & (e > 0)
+            & _quality_ok(table, self.config.quality_mask, e.size)
+        )
         return aoe, e, usable
 
     def fit(self, table: Any, **kwargs: Any) -> Self:
@@ -635,7 +644,9 @@ class AoESelector:
 # ----------------------------------------------------------------------------- shared model I/O
 
 
-def _check_header(meta: dict[str, Any], kind: str, path: Any, format_version: int) -> dict[str, Any]:
+def _check_header(
+    meta: dict[str, Any], kind: str, path: Any, format_version: int
+) -> dict[str, Any]:
     """Check kind, format and package version of a model file; return its stored config."""
     if meta.get("kind") != kind:
         msg = f"{path}: model kind is {meta.get('kind')!r}, expected {kind!r}"

@@ -317,7 +317,9 @@ class GMMSelector:
     def _matrix(self, table: Any) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
         cols = table_columns(table, self.config.features, where="GMM selector")
         x = np.column_stack([cols[f] for f in self.config.features])
-        ok = np.all(np.isfinite(x), axis=1) & _quality_ok(table, self.config.quality_mask, x.shape[0])
+        ok = np.all(np.isfinite(x), axis=1) & _quality_ok(
+            table, self.config.quality_mask, x.shape[0]
+        )
         return x, ok
 
     # -- fitting -----------------------------------------------------------------------
@@ -358,7 +360,9 @@ class GMMSelector:
             sub = np.arange(n_train)
         z_fit = np.array(z[sub], dtype=np.dtype(cfg.dtype))
         integer_features = [
-            f for j, f in enumerate(cfg.features) if np.all(xt[sub[:10_000], j] == np.round(xt[sub[:10_000], j]))
+            f
+            for j, f in enumerate(cfg.features)
+            if np.all(xt[sub[:10_000], j] == np.round(xt[sub[:10_000], j]))
         ]
         if cfg.dequantize_integers and integer_features:
             for f in integer_features:
@@ -424,9 +428,9 @@ class GMMSelector:
         self.training["dequantized_features"] = integer_features if cfg.dequantize_integers else []
         # evidence from the fit subsample (component means) plus every DEP/FEP window event
         e_train = e[train]
-        windows = (
-            (e_train >= cfg.dep_window_kev[0]) & (e_train <= cfg.dep_window_kev[1])
-        ) | ((e_train >= cfg.fep_window_kev[0]) & (e_train <= cfg.fep_window_kev[1]))
+        windows = ((e_train >= cfg.dep_window_kev[0]) & (e_train <= cfg.dep_window_kev[1])) | (
+            (e_train >= cfg.fep_window_kev[0]) & (e_train <= cfg.fep_window_kev[1])
+        )
         ev_idx = np.union1d(sub, np.flatnonzero(windows))
         resp = gaussian_mixture_posteriors(z[ev_idx], self.weights, self.means, self._prec_chol)
         self.mse_components, self.evidence = self._decide(resp, xt[ev_idx], e_train[ev_idx])
@@ -496,7 +500,9 @@ class GMMSelector:
         problems: list[str] = []
         rt_mse = rt_class()
         if log_ratio is not None:
-            is_mse = (np.arange(k_comp) == int(np.argmax(log_ratio))) if k_comp == 2 else log_ratio > 0
+            is_mse = (
+                (np.arange(k_comp) == int(np.argmax(log_ratio))) if k_comp == 2 else log_ratio > 0
+            )
             if not is_mse.any() or is_mse.all():  # >2 components all on one side
                 is_mse = log_ratio >= np.median(log_ratio)
                 problems.append("all components on one side of FEP/DEP parity; split at the median")
