@@ -145,6 +145,7 @@ def main() -> None:
     p.add_argument("--copies", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--friend", action="store_true")
+    p.add_argument("--only", choices=("memory", "throughput"), help="run one of the two figures")
     for name in ("file", "gmm", "template", "calibration"):
         p.add_argument(f"--{name}")
     args = p.parse_args()
@@ -153,8 +154,15 @@ def main() -> None:
         return
     prep = prepare(args.base_events)
     small, large = (max(1, s // args.base_events) for s in args.sizes)
-    mem_small = run_child(prep, "local", small, args.step, 2, friend=True)
-    mem_large = run_child(prep, "local", large, args.step, 2, friend=True)
+    if args.only != "throughput":
+        memory(prep, small, large, args.step)
+    if args.only != "memory":
+        throughput(prep, small, args.step)
+
+
+def memory(prep: dict[str, str], small: int, large: int, step: int) -> None:
+    mem_small = run_child(prep, "local", small, step, 2, friend=True)
+    mem_large = run_child(prep, "local", large, step, 2, friend=True)
     print(
         json.dumps(
             {
@@ -176,10 +184,13 @@ def main() -> None:
             }
         )
     )
-    read = run_child(prep, "read", small, args.step, 2, friend=False)
-    local1 = run_child(prep, "local", small, args.step, 1, friend=False)
-    local2 = run_child(prep, "local", small, args.step, 2, friend=False)
-    dask2 = run_child(prep, "dask", small, args.step, 2, friend=False)
+
+
+def throughput(prep: dict[str, str], small: int, step: int) -> None:
+    read = run_child(prep, "read", small, step, 2, friend=False)
+    local1 = run_child(prep, "local", small, step, 1, friend=False)
+    local2 = run_child(prep, "local", small, step, 2, friend=False)
+    dask2 = run_child(prep, "dask", small, step, 2, friend=False)
     print(
         json.dumps(
             {

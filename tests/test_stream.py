@@ -160,3 +160,26 @@ def test_process_cli(setup, tmp_path):
     assert total == len(events)
     assert kept == summary["n_kept"]["gmm"]
     assert uproot.open(out / "friend.root")["PSD"].num_entries == len(events)
+
+
+def test_prefetch_order_and_errors():
+    def gen(n, fail_at=None):
+        for i in range(n):
+            if i == fail_at:
+                raise ValueError(f"bad chunk {i}")
+            yield i
+
+    assert list(stream.prefetch(gen(50), depth=2)) == list(range(50))
+    got = []
+
+    def consume():
+        for x in stream.prefetch(gen(20, fail_at=7)):
+            got.append(x)
+
+    with pytest.raises(ValueError, match="bad chunk 7"):
+        consume()
+    assert got == list(range(7))
+    # the consumer stopping early does not hang the producer
+    it = stream.prefetch(gen(10**6))
+    assert next(it) == 0
+    it.close()

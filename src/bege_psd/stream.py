@@ -56,6 +56,7 @@ __all__ = (
     "analyse_chunk",
     "dask_table",
     "plan_partitions",
+    "prefetch",
     "process",
     "read_partition",
     "spectra_of",
@@ -347,7 +348,8 @@ def _local(
     spectra: dict[str, hist.Hist] = {}
     kept: dict[str, int] = dict.fromkeys(spec.selectors, 0)
     n_events = n_chunks = 0
-    chunks: Iterator[ak.Array] = iterate(source, step_size=step_size, **read_options)
+    # read the next chunk on a thread while this one is analysed (decompression releases the GIL)
+    chunks: Iterator[ak.Array] = prefetch(iterate(source, step_size=step_size, **read_options))
     if progress:
         from tqdm.auto import tqdm
 
@@ -370,6 +372,47 @@ def _local(
     if not spectra:
         spectra = spectra_of(analyse_chunk(_no_events(), spec), spec)
     return StreamResult(spectra, n_events, kept, n_chunks)
+
+
+def prefetch(chunks: Iterator[ak.Array], depth: int = 1) -> Iterator[ak.Array]:
+    """Yield from ``chunks`` while a background thread reads up to ``depth`` chunks ahead.
+
+    Exceptions of the reader are re-raised in the consumer, in order; memory grows by at most
+    ``depth`` chunks.
+    """
+    import queue
+    import threading
+
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                if stop.is_set():
+                    return
+                q.put(("chunk", chunk))
+            q.put(("done", None))
+        except BaseException as exc:  # handed to the consumer
+            q.put(("error", exc))
+
+    thread = threading.Thread(target=produce, name="bege-psd-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, item = q.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.05)
 
 
 def _no_events() -> ak.Array:
