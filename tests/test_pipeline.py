@@ -128,13 +128,15 @@ def test_cli_run_prints_report(tiny, capsys):
     from bege_psd.cli import main
 
     tmp, raw, _ = tiny
-    raw = {**raw, "run": {**raw["run"], "figures": False}}
+    # the config names another folder; --results-dir overrides it
+    raw = {**raw, "run": {**raw["run"], "figures": False, "results_dir": str(tmp / "not_used")}}
     toml = _to_toml(raw)
     path = tmp / "cfg.toml"
     path.write_text(toml)
-    assert main(["-q", "run", str(path)]) == 0
+    assert main(["-q", "run", str(path), "--results-dir", str(tmp / "res")]) == 0
     out = capsys.readouterr().out
     assert f"report: {(tmp / 'res' / 'report.html').resolve()}" in out
+    assert not (tmp / "not_used").exists()
 
 
 def _to_toml(raw):
