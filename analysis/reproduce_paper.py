@@ -79,7 +79,9 @@ def compare(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
             headers[name] = read_model_header(m["path"])
         except (BegePsdError, KeyError):
             headers[name] = {}
-    ours["acm_val_accuracy"] = (headers.get("acm", {}).get("training_history") or {}).get("val_accuracy_threshold")
+    ours["acm_val_accuracy"] = (headers.get("acm", {}).get("training_history") or {}).get(
+        "val_accuracy_threshold"
+    )
     ours["gmm_silhouette_th232"] = headers.get("gmm", {}).get("silhouette")
     scan = an.get("scan", {}).get("acm")
     if scan:
@@ -91,7 +93,9 @@ def compare(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     be7 = an.get("be7", {})
     if be7:
         ours["be7_visible_after_cut"] = ", ".join(
-            f"{sel} {v['significance']:.1f} sigma" for sel, v in be7.items() if v and v.get("significance") is not None
+            f"{sel} {v['significance']:.1f} sigma"
+            for sel, v in be7.items()
+            if v and v.get("significance") is not None
         )
     out = {}
     for key in sorted(set(PAPER) | set(ours)):
@@ -114,7 +118,10 @@ def render(comparison: dict[str, dict[str, Any]], results: dict[str, Any], confi
         "# bege-psd vs the paper (Baccolo et al., EPJC 2025)",
         "",
         "**SIMULATED DATA**: our numbers come from the bege-psd simulation "
-        + ", ".join(f"{w}: {i.get('source', i.get('path'))} ({i.get('n_events', '?')} events)" for w, i in runs.items())
+        + ", ".join(
+            f"{w}: {i.get('source', i.get('path'))} ({i.get('n_events', '?')} events)"
+            for w, i in runs.items()
+        )
         + f", configuration `{config_path}`. The paper's come from a real BE5030 detector.",
         "",
         "| quantity | paper | source | ours |",
@@ -125,7 +132,10 @@ def render(comparison: dict[str, dict[str, Any]], results: dict[str, Any], confi
     missing = [s["name"] for s in results.get("stages", []) if s["status"] in ("missing", "failed")]
     if missing:
         lines += ["", f"Stages missing or failed: {', '.join(missing)}."]
-    lines += ["", "Figures (analogues of the paper's Figs. 4, 7-14): `figures/` in the results folder; the full report is `report.html`."]
+    lines += [
+        "",
+        "Figures (analogues of the paper's Figs. 4, 7-14): `figures/` in the results folder; the full report is `report.html`.",
+    ]
     return "\n".join(lines) + "\n"
 
 

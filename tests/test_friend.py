@@ -61,7 +61,9 @@ def test_roundtrip_and_uproot_zip(tmp_path, input_tree):
     psd = uproot.open(out)["PSD"].arrays()
     zipped = ak.zip({"ev": events, "psd": psd}, depth_limit=1)
     # the friend row i belongs to input entry i: energies agree row by row
-    np.testing.assert_allclose(ak.to_numpy(zipped.psd.energy_kev), ak.to_numpy(zipped.ev.Energy) * 0.2)
+    np.testing.assert_allclose(
+        ak.to_numpy(zipped.psd.energy_kev), ak.to_numpy(zipped.ev.Energy) * 0.2
+    )
 
 
 def test_root_addfriend(tmp_path, input_tree):
@@ -83,7 +85,9 @@ def test_root_addfriend(tmp_path, input_tree):
         print(n_kept, t.GetSelectedRows(), worst)
         """
     )
-    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
     assert res.returncode == 0, res.stderr
     n_kept, n_rows, worst = res.stdout.split()[-3:]
     assert int(n_kept) == int(np.sum(score >= 0.5))

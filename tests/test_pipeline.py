@@ -30,7 +30,11 @@ def _config(tmp, **run):
         },
         "sim": {"detector": {"field_grid_mm": 0.5, "library_grid_mm": 2.0}},
         # a tiny run has too few DEP events for the DEP-acceptance working point
-        "aoe": {"threshold_mode": "kept_fraction", "slice_width_kev": 200.0, "min_slice_events": 50},
+        "aoe": {
+            "threshold_mode": "kept_fraction",
+            "slice_width_kev": 200.0,
+            "min_slice_events": 50,
+        },
         "report": {"embed_images": False},
     }
 
@@ -51,8 +55,20 @@ def tiny(tmp_path_factory):
 def test_chain_runs_every_stage(tiny):
     _, _, res = tiny
     status = {s.name: s.status for s in res.stages}
-    for name in ("simulate_calibration", "simulate_sample", "calibrate", "template", "features_calibration",
-                 "features_sample", "train_aoe", "train_gmm", "apply_calibration", "apply_sample", "analyse", "figures"):
+    for name in (
+        "simulate_calibration",
+        "simulate_sample",
+        "calibrate",
+        "template",
+        "features_calibration",
+        "features_sample",
+        "train_aoe",
+        "train_gmm",
+        "apply_calibration",
+        "apply_sample",
+        "analyse",
+        "figures",
+    ):
         assert status[name] == "ran", (name, res.stages)
     assert res.report_md is not None
     assert res.report_html is not None
@@ -68,7 +84,11 @@ def test_friend_tree_is_entry_aligned_and_accounted(tiny):
     results = json.loads((res.results_dir / "results.json").read_text())
     for which, n in (("calibration", N_CAL), ("sample", N_SAMPLE)):
         run_dir = results["runs"][which]["path"]
-        raw = next(p for p in (res.results_dir.parent / "runs").rglob("RAW/*.root") if str(p).startswith(run_dir))
+        raw = next(
+            p
+            for p in (res.results_dir.parent / "runs").rglob("RAW/*.root")
+            if str(p).startswith(run_dir)
+        )
         with uproot.open(raw) as f:
             energy_adc = f["Data_R"]["Energy"].array(library="np")
         with uproot.open(res.results_dir / "friends" / f"{which}_psd.root") as f:
@@ -83,7 +103,9 @@ def test_friend_tree_is_entry_aligned_and_accounted(tiny):
             score = psd[f"score_{sel}"]
             with np.errstate(invalid="ignore"):
                 np.testing.assert_array_equal(psd[f"mask_{sel}"], score >= np.float32(thr))
-            assert np.all(np.isnan(score[psd["quality"] != 0]) | (psd["quality"][psd["quality"] != 0] == 0))
+            assert np.all(
+                np.isnan(score[psd["quality"] != 0]) | (psd["quality"][psd["quality"] != 0] == 0)
+            )
         acc = results["apply"][which]["accounting"]
         assert acc["read"] == n
         lo, hi = 300.0, 2700.0
@@ -112,16 +134,28 @@ def test_resume_skips_what_matches(tiny):
     assert status["train_aoe"] == "skipped"
     assert status["train_gmm"] == "ran"
     assert status["apply_sample"] == "ran"
-    assert json.loads((tmp / "res" / "results.json").read_text())["models"]["gmm"]["threshold"] == pytest.approx(0.6)
+    assert json.loads((tmp / "res" / "results.json").read_text())["models"]["gmm"][
+        "threshold"
+    ] == pytest.approx(0.6)
 
 
 def test_bad_config_names_key_and_values(tmp_path):
-    with pytest.raises(ConfigError, match=r"run.selectors.*'svm'.*allowed values: 'aoe', 'gmm', 'acm'"):
+    with pytest.raises(
+        ConfigError, match=r"run.selectors.*'svm'.*allowed values: 'aoe', 'gmm', 'acm'"
+    ):
         load_config({"run": {"selectors": ["gmm", "svm"]}})
     with pytest.raises(ConfigError, match=r"run\.chunk_size = 0 is below the allowed minimum 1"):
         load_config({"run": {"chunk_size": 0}})
     with pytest.raises(ConfigError, match=r"run\.calibration_run.*does not exist"):
-        run_pipeline({"run": {"calibration_run": str(tmp_path / "nope"), "results_dir": str(tmp_path / "r")}}, progress=False)
+        run_pipeline(
+            {
+                "run": {
+                    "calibration_run": str(tmp_path / "nope"),
+                    "results_dir": str(tmp_path / "r"),
+                }
+            },
+            progress=False,
+        )
 
 
 def test_cli_run_prints_report(tiny, capsys):
@@ -155,8 +189,16 @@ def _to_toml(raw):
 @pytest.mark.ml
 def test_acm_in_the_chain(tiny):
     tmp, raw, _ = tiny
-    raw = {**raw, "run": {**raw["run"], "selectors": ["acm"], "results_dir": str(tmp / "res_acm"), "acm_train_max_events": 3000},
-           "acm": {"ae_max_events": 2000, "ae_epochs": 1, "clf_epochs": 2, "threads": 2}}
+    raw = {
+        **raw,
+        "run": {
+            **raw["run"],
+            "selectors": ["acm"],
+            "results_dir": str(tmp / "res_acm"),
+            "acm_train_max_events": 3000,
+        },
+        "acm": {"ae_max_events": 2000, "ae_epochs": 1, "clf_epochs": 2, "threads": 2},
+    }
     res = run_pipeline(load_config(raw), progress=False)
     status = {s.name: s.status for s in res.stages}
     assert status["simulate_calibration"] == "skipped"  # same runs as the other tests
@@ -180,8 +222,15 @@ def test_bigger_chain_improves_peak_to_compton(tmp_path, monkeypatch):
     """Demo-sized run (all three selectors): every stage runs and every cut improves the
     137Cs peak-to-Compton ratio while keeping a reasonable part of the peak."""
     monkeypatch.setenv("CI", "1")
-    raw = _config(tmp_path, calibration_events=150_000, sample_events=100_000, selectors=["aoe", "gmm", "acm"],
-                  chunk_size=50_000, acm_train_max_events=40_000, export_formats=["root", "n42", "spe"])
+    raw = _config(
+        tmp_path,
+        calibration_events=150_000,
+        sample_events=100_000,
+        selectors=["aoe", "gmm", "acm"],
+        chunk_size=50_000,
+        acm_train_max_events=40_000,
+        export_formats=["root", "n42", "spe"],
+    )
     raw["aoe"] = {}
     raw["acm"] = {"ae_max_events": 20_000, "ae_epochs": 10, "clf_epochs": 30, "threads": 2}
     res = run_pipeline(load_config(raw), progress=False)
@@ -206,8 +255,17 @@ def test_given_run_paths_and_simulation_label(tiny):
     shutil.copytree(results["runs"]["sample"]["path"], measured)
     for truth in measured.rglob("*_truth.root"):
         truth.unlink()
-    cfg = {**raw, "run": {**raw["run"], "calibration_run": cal, "sample_run": str(measured),
-                          "results_dir": str(tmp / "res_given"), "selectors": ["gmm"], "figures": False}}
+    cfg = {
+        **raw,
+        "run": {
+            **raw["run"],
+            "calibration_run": cal,
+            "sample_run": str(measured),
+            "results_dir": str(tmp / "res_given"),
+            "selectors": ["gmm"],
+            "figures": False,
+        },
+    }
     out = run_pipeline(load_config(cfg), progress=False)
     status = {s.name: s.status for s in out.stages}
     assert "simulate_calibration" not in status

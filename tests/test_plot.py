@@ -17,7 +17,9 @@ def _texts(fig):
 @pytest.mark.parametrize("simulated", [True, False])
 def test_simulation_label(simulated):
     edges = np.arange(0.0, 11.0)
-    fig = plot.spectrum_comparison({"original": np.ones(10), "acm": np.full(10, 0.5)}, edges, (0, 10), simulated=simulated)
+    fig = plot.spectrum_comparison(
+        {"original": np.ones(10), "acm": np.full(10, 0.5)}, edges, (0, 10), simulated=simulated
+    )
     assert ("Simulation" in _texts(fig)) is simulated
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert labels == ["Original", "ACM"]
@@ -29,11 +31,17 @@ def test_save_png_pdf(tmp_path):
     assert [p.name for p in paths] == ["roc.png", "roc.pdf"]
     assert paths[0].read_bytes()[:4] == b"\x89PNG"
     assert paths[1].read_bytes()[:4] == b"%PDF"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["roc.pdf", "roc.png"]  # no temp files left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "roc.pdf",
+        "roc.png",
+    ]  # no temp files left
 
 
 def test_scan_and_features_plot_their_data():
-    scan = [{"threshold": t, "kept_fraction": 1 - t, "tl_pc": 1 + t, "tl_pc_err": 0.1} for t in np.linspace(0, 1, 5)]
+    scan = [
+        {"threshold": t, "kept_fraction": 1 - t, "tl_pc": 1 + t, "tl_pc_err": 0.1}
+        for t in np.linspace(0, 1, 5)
+    ]
     fig = plot.working_point_scan(scan, 0.58, selector="acm")
     ax, ax2 = fig.axes
     np.testing.assert_allclose(ax.lines[0].get_ydata(), [1, 1.25, 1.5, 1.75, 2])

@@ -47,7 +47,9 @@ def test_table2_and_lines_measure_the_injected_cut():
     assert be["fraction"] == pytest.approx(0.6, abs=3 * be["error"])
     # background drops to 15 %, peak to 60 %: the MDA goes down
     assert lines["gmm"]["Be-7 477.6"]["mda_relative"] < 1.0
-    assert lines["gmm"]["Be-7 477.6"]["significance"] > lines["original"]["Be-7 477.6"]["significance"]
+    assert (
+        lines["gmm"]["Be-7 477.6"]["significance"] > lines["original"]["Be-7 477.6"]["significance"]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -60,26 +62,71 @@ def results_folder(tmp_path_factory):
     np.savez(res / "spectra" / "sample.npz", **_sample_spectra(rng))
     x = 0.5 * (EDGES[1:] + EDGES[:-1])
     th_mu = 30 * np.exp(-x / 900) + _peak(2614.51, 3000) + _peak(1592.51, 800) + _peak(2103.51, 600)
-    th_kept = th_mu * 0.35 + _peak(2614.51, 1500) + _peak(2103.51, 300) - 0.35 * (_peak(2614.51, 3000) + _peak(2103.51, 600))
+    th_kept = (
+        th_mu * 0.35
+        + _peak(2614.51, 1500)
+        + _peak(2103.51, 300)
+        - 0.35 * (_peak(2614.51, 3000) + _peak(2103.51, 600))
+    )
     kept = rng.poisson(np.clip(th_kept, 0, None)).astype(float)
     rej = rng.poisson(np.clip(th_mu - th_kept, 0, None)).astype(float)
-    np.savez(res / "spectra" / "calibration.npz", edges=EDGES, all=kept + rej, kept_gmm=kept, rejected_gmm=rej)
+    np.savez(
+        res / "spectra" / "calibration.npz",
+        edges=EDGES,
+        all=kept + rej,
+        kept_gmm=kept,
+        rejected_gmm=rej,
+    )
     n = 4000
-    energy = np.concatenate([rng.uniform(300, 1500, n - 400), rng.normal(1592.5, 0.5, 200), rng.normal(2614.5, 0.5, 200)])
+    energy = np.concatenate(
+        [
+            rng.uniform(300, 1500, n - 400),
+            rng.normal(1592.5, 0.5, 200),
+            rng.normal(2614.5, 0.5, 200),
+        ]
+    )
     score = np.concatenate([rng.uniform(0, 1, n - 400), rng.beta(2, 5, 200), rng.beta(5, 2, 200)])
     write_friend(
         res / "friends" / "calibration_psd.root",
-        [{"energy_kev": energy, "risetime_ns": np.where(score > 0.5, 400.0, 200.0) + rng.normal(0, 30, n), "score_gmm": score, "mask_gmm": score >= 0.5}],
+        [
+            {
+                "energy_kev": energy,
+                "risetime_ns": np.where(score > 0.5, 400.0, 200.0) + rng.normal(0, 30, n),
+                "score_gmm": score,
+                "mask_gmm": score >= 0.5,
+            }
+        ],
     )
-    (res / "config.json").write_text(json.dumps({k: to_mapping(cfg.section(k)) for k in ("labels", "report", "run")}))
+    (res / "config.json").write_text(
+        json.dumps({k: to_mapping(cfg.section(k)) for k in ("labels", "report", "run")})
+    )
     ctx = _Context(cfg, progress=False, force=True)
     ctx.stamps["apply_calibration"] = ctx.stamps["apply_sample"] = "x"
     results = {
         "simulated": True,
-        "runs": {"calibration": {"simulated": True, "source": "th232", "n_events": n, "seed": 0}, "sample": {"simulated": True}},
+        "runs": {
+            "calibration": {"simulated": True, "source": "th232", "n_events": n, "seed": 0},
+            "sample": {"simulated": True},
+        },
         "selectors": ["gmm"],
-        "models": {"gmm": {"threshold": 0.5, "path": "models/gmm.json", "config_hash": "abc", "versions": {"bege_psd": "0.1"}}},
-        "apply": {"sample": {"accounting": {"read": 1000, "in_range": 900, "flagged": {"pileup": 3}, "kept": {"gmm": 400}}}},
+        "models": {
+            "gmm": {
+                "threshold": 0.5,
+                "path": "models/gmm.json",
+                "config_hash": "abc",
+                "versions": {"bege_psd": "0.1"},
+            }
+        },
+        "apply": {
+            "sample": {
+                "accounting": {
+                    "read": 1000,
+                    "in_range": 900,
+                    "flagged": {"pileup": 3},
+                    "kept": {"gmm": 400},
+                }
+            }
+        },
     }
     _after_apply(ctx, {"calibration": None, "sample": None}, results)
     return res, ctx, results
@@ -93,7 +140,17 @@ def test_figures_and_report(results_folder):
     assert status["figures"] == "ran", ctx.stages
     assert status["report"] == "ran"
     figs = sorted(p.name for p in (res / "figures").iterdir())
-    for stem in ("fig04_th232_spectrum_labels", "fig07_dep_region_cuts", "fig08_working_point_gmm", "fig09_roc_labels", "fig12_score_distributions", "fig13_sample_spectrum_cuts", "fig14_be7_closeup", "survival_sample", "mda_sample"):
+    for stem in (
+        "fig04_th232_spectrum_labels",
+        "fig07_dep_region_cuts",
+        "fig08_working_point_gmm",
+        "fig09_roc_labels",
+        "fig12_score_distributions",
+        "fig13_sample_spectrum_cuts",
+        "fig14_be7_closeup",
+        "survival_sample",
+        "mda_sample",
+    ):
         assert f"{stem}.png" in figs, figs
         assert f"{stem}.pdf" in figs, figs
     md = (res / "report.md").read_text()
@@ -112,7 +169,11 @@ def test_figures_and_report(results_folder):
 
 def test_report_alone_and_config(results_folder):
     res, _, results = results_folder
-    measured = {**results, "simulated": False, "runs": {"calibration": {"simulated": False, "path": "/data/run_th"}}}
+    measured = {
+        **results,
+        "simulated": False,
+        "runs": {"calibration": {"simulated": False, "path": "/data/run_th"}},
+    }
     (res / "results.json").write_text(json.dumps(measured))
     md, html = write_report(res, None, ReportConfig(formats=("md",)))
     assert html is None

@@ -71,7 +71,13 @@ SELECTORS: dict[str, tuple[str, str]] = {
 }
 
 #: package parts whose source is part of a stage's stamp (see ``_Context.stage``)
-SIM_CODE: tuple[str, ...] = ("sim", "io/writer.py", "io/compass_root.py", "io/compass_bin.py", "io/settings.py")
+SIM_CODE: tuple[str, ...] = (
+    "sim",
+    "io/writer.py",
+    "io/compass_root.py",
+    "io/compass_bin.py",
+    "io/settings.py",
+)
 
 #: the two runs of an analysis, in processing order
 RUNS: tuple[str, ...] = ("calibration", "sample")
@@ -186,7 +192,11 @@ def _import(spec: str) -> Any:
     try:
         mod = importlib.import_module(module)
     except ModuleNotFoundError as exc:
-        if exc.name and (exc.name == module or module.startswith(exc.name + ".") or exc.name.startswith("bege_psd")):
+        if exc.name and (
+            exc.name == module
+            or module.startswith(exc.name + ".")
+            or exc.name.startswith("bege_psd")
+        ):
             raise _Missing(f"module {module} is not available ({exc})") from exc
         raise
     if not name:
@@ -201,7 +211,12 @@ def _file_fingerprint(path: Path) -> dict[str, Any]:
     """Identity of an input (paths, sizes, mtimes) for stamps; folders list their files."""
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file())
-        return {"dir": str(path), "files": [[str(p.relative_to(path)), p.stat().st_size, int(p.stat().st_mtime)] for p in files]}
+        return {
+            "dir": str(path),
+            "files": [
+                [str(p.relative_to(path)), p.stat().st_size, int(p.stat().st_mtime)] for p in files
+            ],
+        }
     if path.exists():
         st = path.stat()
         return {"file": str(path), "size": st.st_size, "mtime": int(st.st_mtime)}
@@ -355,7 +370,14 @@ def _resolve_run(ctx: _Context, which: str) -> tuple[Path | None, dict[str, Any]
     n_events: int = getattr(run, f"{which}_events")
     seed = run.seed + (0 if which == "calibration" else 1)
     sim_key = stable_hash(
-        {"sim": to_mapping(ctx.config.section("sim")), "source": source, "n": n_events, "seed": seed, "fmt": run.sim_format, "code": _source_hash(*SIM_CODE)}
+        {
+            "sim": to_mapping(ctx.config.section("sim")),
+            "source": source,
+            "n": n_events,
+            "seed": seed,
+            "fmt": run.sim_format,
+            "code": _source_hash(*SIM_CODE),
+        }
     )
     out_dir = Path(run.data_dir) / f"{which}_{source}_{n_events}_s{seed}_{sim_key[:8]}"
     info = {"simulated": True, "source": source, "n_events": n_events, "seed": seed}
@@ -363,7 +385,15 @@ def _resolve_run(ctx: _Context, which: str) -> tuple[Path | None, dict[str, Any]
     def simulate() -> dict[str, Any]:
         sim = _import("bege_psd.sim:simulate")
         kw = {"progress": ctx.progress} if _accepts(sim, "progress") else {}
-        path = sim(source, n_events, out_dir, fmt=run.sim_format, seed=seed, config=ctx.config.section("sim"), **kw)
+        path = sim(
+            source,
+            n_events,
+            out_dir,
+            fmt=run.sim_format,
+            seed=seed,
+            config=ctx.config.section("sim"),
+            **kw,
+        )
         return {"path": str(path)}
 
     res = ctx.stage(
@@ -411,7 +441,14 @@ def _iterate(ctx: _Context, source: Path, desc: str, **opts: Any) -> Iterator[An
         return
     from tqdm.auto import tqdm
 
-    with tqdm(total=_count_events(source, io_cfg), desc=desc, unit="ev", unit_scale=True, leave=False, dynamic_ncols=True) as bar:
+    with tqdm(
+        total=_count_events(source, io_cfg),
+        desc=desc,
+        unit="ev",
+        unit_scale=True,
+        leave=False,
+        dynamic_ncols=True,
+    ) as bar:
         for chunk in iterate(source, options=io_cfg):
             yield chunk
             bar.update(len(chunk))
@@ -419,7 +456,11 @@ def _iterate(ctx: _Context, source: Path, desc: str, **opts: Any) -> Iterator[An
 
 def _truth_path(run_path: Path) -> Path | None:
     """``<run stem>_truth.root`` written by the simulator, if there is one."""
-    cands = sorted(run_path.rglob("*_truth.root")) if run_path.is_dir() else sorted(run_path.parent.glob("*_truth.root"))
+    cands = (
+        sorted(run_path.rglob("*_truth.root"))
+        if run_path.is_dir()
+        else sorted(run_path.parent.glob("*_truth.root"))
+    )
     return cands[0] if cands else None
 
 
@@ -441,14 +482,21 @@ def _stage_calibrate(ctx: _Context, cal_path: Path) -> dict[str, Any]:
     try:
         calib = _import("bege_psd.calib")
         cal_cfg = ctx.config.section("calib")
-        cal = calib.calibrate(energy_adc, None, config=cal_cfg) if _accepts(calib.calibrate, "config") else calib.calibrate(energy_adc, None)
+        cal = (
+            calib.calibrate(energy_adc, None, config=cal_cfg)
+            if _accepts(calib.calibrate, "config")
+            else calib.calibrate(energy_adc, None)
+        )
         data = {"method": "bege_psd.calib.calibrate", "calibration": cal.to_dict()}
     except _Missing as exc:
         meta = _metadata(cal_path)
         coeffs = getattr(meta, "calibration", None)
         if coeffs is None:
             raise _Missing(f"no bege_psd.calib and no calibration in run.info ({exc})") from exc
-        data = {"method": "run.info CoMPASS coefficients (bege_psd.calib not available)", "poly": list(coeffs)}
+        data = {
+            "method": "run.info CoMPASS coefficients (bege_psd.calib not available)",
+            "poly": list(coeffs),
+        }
     _dump_json(out, data)
     return {"n_events": int(energy_adc.size), "method": data["method"]}
 
@@ -467,9 +515,15 @@ def _load_calibration(ctx: _Context) -> Callable[[NDArray[Any]], NDArray[np.floa
     if "calibration" in data:
         calib = _import("bege_psd.calib")
         cal = calib.Calibration.from_dict(data["calibration"])
-        return lambda adc: np.asarray(cal.apply(np.asarray(adc, dtype=np.float64)), dtype=np.float64)
+        return lambda adc: np.asarray(
+            cal.apply(np.asarray(adc, dtype=np.float64)), dtype=np.float64
+        )
     c = [float(x) for x in data["poly"]]
-    return lambda adc: c[0] + c[1] * np.asarray(adc, dtype=np.float64) + c[2] * np.asarray(adc, dtype=np.float64) ** 2
+    return lambda adc: (
+        c[0]
+        + c[1] * np.asarray(adc, dtype=np.float64)
+        + c[2] * np.asarray(adc, dtype=np.float64) ** 2
+    )
 
 
 def _stage_template(ctx: _Context, cal_path: Path) -> dict[str, Any]:
@@ -578,7 +632,11 @@ def _acm_training_table(ctx: _Context, cal_path: Path) -> Any:
         stop = start + len(chunk)
         sel = chosen[start:stop]
         if sel.any():
-            parts.append(ak.with_field(chunk[sel][["waveform"]], feats[start:stop][sel]["energy_kev"], "energy_kev"))
+            parts.append(
+                ak.with_field(
+                    chunk[sel][["waveform"]], feats[start:stop][sel]["energy_kev"], "energy_kev"
+                )
+            )
             attrs = dict(chunk.attrs)
         start = stop
     table = ak.concatenate(parts) if parts else feats[:0]
@@ -594,34 +652,62 @@ def _stage_train(ctx: _Context, name: str, cal_path: Path) -> dict[str, Any]:
         table = _read_table(ctx.path("features", "calibration.root"))
     sel.fit(table)
     out = sel.save(_model_path(ctx, name))
-    prov = {"name": name, "path": str(out), "threshold": float(sel.threshold), "n_train_table": len(table)}
+    prov = {
+        "name": name,
+        "path": str(out),
+        "threshold": float(sel.threshold),
+        "n_train_table": len(table),
+    }
     with_header = _import("bege_psd.select.base:read_model_header")
     try:
         header = with_header(out)
-        prov.update({k: header[k] for k in ("kind", "config_hash", "versions", "format_version") if k in header})
+        prov.update(
+            {
+                k: header[k]
+                for k in ("kind", "config_hash", "versions", "format_version")
+                if k in header
+            }
+        )
         if "versions" not in prov and "bege_psd_version" in header:
             prov["versions"] = {"bege_psd": header["bege_psd_version"]}
         summary: dict[str, Any] = {}
         hist_ = header.get("training_history") or {}
-        for k in ("val_accuracy_0.5", "val_accuracy_threshold", "ae_epochs_run", "clf_epochs_run", "n_clf_train"):
+        for k in (
+            "val_accuracy_0.5",
+            "val_accuracy_threshold",
+            "ae_epochs_run",
+            "clf_epochs_run",
+            "n_clf_train",
+        ):
             if k in hist_:
                 summary[k] = hist_[k]
         if header.get("silhouette") is not None:
             summary["silhouette"] = header["silhouette"]
         if isinstance(header.get("evidence"), dict):
-            summary["evidence"] = {k: v for k, v in header["evidence"].items() if isinstance(v, (str, int, float, bool))}
+            summary["evidence"] = {
+                k: v
+                for k, v in header["evidence"].items()
+                if isinstance(v, (str, int, float, bool))
+            }
         prov["summary"] = summary
     except BegePsdError:
         pass
     return prov
 
 
-def _hist_add(store: dict[str, NDArray[np.float64]], key: str, values: NDArray[np.float64], edges: NDArray[np.float64]) -> None:
+def _hist_add(
+    store: dict[str, NDArray[np.float64]],
+    key: str,
+    values: NDArray[np.float64],
+    edges: NDArray[np.float64],
+) -> None:
     counts, _ = np.histogram(values[np.isfinite(values)], bins=edges)
     store[key] = store.get(key, np.zeros(edges.size - 1)) + counts
 
 
-def _stage_apply(ctx: _Context, which: str, run_path: Path, selectors: Sequence[str]) -> dict[str, Any]:
+def _stage_apply(
+    ctx: _Context, which: str, run_path: Path, selectors: Sequence[str]
+) -> dict[str, Any]:
     """Score every event with every selector; friend tree + spectra + accounting."""
     import awkward as ak
 
@@ -634,10 +720,19 @@ def _stage_apply(ctx: _Context, which: str, run_path: Path, selectors: Sequence[
 
     feat_file = uproot.open(feats_path)
     feat_tree = feat_file["Features"]
-    edges = np.arange(0.0, ctx.run.energy_max_kev + ctx.run.bin_width_kev / 2, ctx.run.bin_width_kev)
+    edges = np.arange(
+        0.0, ctx.run.energy_max_kev + ctx.run.bin_width_kev / 2, ctx.run.bin_width_kev
+    )
     spectra: dict[str, NDArray[np.float64]] = {}
     lo, hi = ctx.config.section("labels").energy_range
-    acc: dict[str, Any] = {"read": 0, "in_range": 0, "flagged": {}, "quality": {}, "kept": dict.fromkeys(selectors, 0), "scored": dict.fromkeys(selectors, 0)}
+    acc: dict[str, Any] = {
+        "read": 0,
+        "in_range": 0,
+        "flagged": {},
+        "quality": {},
+        "kept": dict.fromkeys(selectors, 0),
+        "scored": dict.fromkeys(selectors, 0),
+    }
     examples: dict[str, list[NDArray[Any]]] = {"sse": [], "mse": []}
     labels_cfg = ctx.config.section("labels")
     out = ctx.path("friends", f"{which}_psd.root")
@@ -647,7 +742,12 @@ def _stage_apply(ctx: _Context, which: str, run_path: Path, selectors: Sequence[
     with contextlib.suppress(_Missing):
         quality_bits = _import("bege_psd.dsp:Quality")
     start = 0
-    with FriendWriter(out, "PSD", source=str(run_path), metadata={"stage": "apply", "selectors": list(selectors), "config_hash": ctx.config.hash()}) as w:
+    with FriendWriter(
+        out,
+        "PSD",
+        source=str(run_path),
+        metadata={"stage": "apply", "selectors": list(selectors), "config_hash": ctx.config.hash()},
+    ) as w:
         for chunk in _iterate(ctx, run_path, f"{which}: apply"):
             stop = start + len(chunk)
             f = feat_tree.arrays(entry_start=start, entry_stop=stop, library="ak")
@@ -670,13 +770,19 @@ def _stage_apply(ctx: _Context, which: str, run_path: Path, selectors: Sequence[
             flags = _np(chunk["flags"], np.uint32)
             if decode is not None:
                 for reason, m in decode(flags).items():
-                    acc["flagged"][reason] = acc["flagged"].get(reason, 0) + int(np.count_nonzero(m))
+                    acc["flagged"][reason] = acc["flagged"].get(reason, 0) + int(
+                        np.count_nonzero(m)
+                    )
             else:
-                acc["flagged"]["any_flag"] = acc["flagged"].get("any_flag", 0) + int(np.count_nonzero(flags))
+                acc["flagged"]["any_flag"] = acc["flagged"].get("any_flag", 0) + int(
+                    np.count_nonzero(flags)
+                )
             if "quality" in cols and quality_bits is not None:
                 q = cols["quality"].astype(np.uint32)
                 for bit in quality_bits:
-                    acc["quality"][bit.name] = acc["quality"].get(bit.name, 0) + int(np.count_nonzero(q & int(bit.value)))
+                    acc["quality"][bit.name] = acc["quality"].get(bit.name, 0) + int(
+                        np.count_nonzero(q & int(bit.value))
+                    )
             _hist_add(spectra, "all", energy, edges)
             for name, sel in loaded.items():
                 score = np.asarray(sel.score(table), dtype=np.float64)
@@ -699,11 +805,17 @@ def _stage_apply(ctx: _Context, which: str, run_path: Path, selectors: Sequence[
     if which == "calibration" and examples["sse"]:
         ex_path = ctx.path("spectra", "example_pulses.npz")
         with atomic_path(ex_path) as tmp, tmp.open("wb") as fh:
-            np.savez_compressed(fh, sse=np.stack(examples["sse"]), mse=np.stack(examples["mse"]) if examples["mse"] else np.zeros((0, 0)))
+            np.savez_compressed(
+                fh,
+                sse=np.stack(examples["sse"]),
+                mse=np.stack(examples["mse"]) if examples["mse"] else np.zeros((0, 0)),
+            )
     return {"friend": str(out), "spectra": str(spec_path), "accounting": acc}
 
 
-def _collect_examples(chunk: Any, energy: NDArray[np.float64], labels: Any, examples: dict[str, list[NDArray[Any]]]) -> None:
+def _collect_examples(
+    chunk: Any, energy: NDArray[np.float64], labels: Any, examples: dict[str, list[NDArray[Any]]]
+) -> None:
     import awkward as ak
 
     n = ak.num(chunk["waveform"])
@@ -761,7 +873,11 @@ def run_pipeline(
         progress = not os.environ.get("CI")
     ctx = _Context(cfg, progress=progress, force=force)
     ctx.results_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(ctx.path("config.json"), json.dumps({k: to_mapping(cfg.section(k)) for k in _all_sections()}, indent=1, default=str) + "\n")
+    atomic_write_text(
+        ctx.path("config.json"),
+        json.dumps({k: to_mapping(cfg.section(k)) for k in _all_sections()}, indent=1, default=str)
+        + "\n",
+    )
     runs: dict[str, Path | None] = {}
     run_info: dict[str, Any] = {}
     for which in RUNS:
@@ -776,28 +892,62 @@ def run_pipeline(
             if p is not None:
                 meta = _metadata(p)
                 if meta is not None:
-                    run_info[which]["metadata"] = {k: getattr(meta, k) for k in ("live_time_s", "real_time_s", "sample_period_ns", "record_length", "run_id") if hasattr(meta, k)}
-        res = ctx.stage("calibrate", ["calib", "io"], after=["input_calibration"], outputs=[ctx.path("calibration.json")], func=lambda: _stage_calibrate(ctx, cal), code=("calib.py",))
+                    run_info[which]["metadata"] = {
+                        k: getattr(meta, k)
+                        for k in (
+                            "live_time_s",
+                            "real_time_s",
+                            "sample_period_ns",
+                            "record_length",
+                            "run_id",
+                        )
+                        if hasattr(meta, k)
+                    }
+        res = ctx.stage(
+            "calibrate",
+            ["calib", "io"],
+            after=["input_calibration"],
+            outputs=[ctx.path("calibration.json")],
+            func=lambda: _stage_calibrate(ctx, cal),
+            code=("calib.py",),
+        )
         results["calibration"] = res
-        ctx.stage("template", ["dsp", "labels", "io"], after=["calibrate"], outputs=[ctx.path("models", "sse_template.npz")], func=lambda: _stage_template(ctx, cal), optional=True, code=("dsp",))
+        ctx.stage(
+            "template",
+            ["dsp", "labels", "io"],
+            after=["calibrate"],
+            outputs=[ctx.path("models", "sse_template.npz")],
+            func=lambda: _stage_template(ctx, cal),
+            optional=True,
+            code=("dsp",),
+        )
         for which, p in runs.items():
             if p is None:
                 continue
             ctx.stage(
                 # without a template (too few DEP events) l1_to_sse is NaN and the rest goes on
-                f"features_{which}", ["dsp", "io"], after=["calibrate", f"input_{which}"],
+                f"features_{which}",
+                ["dsp", "io"],
+                after=["calibrate", f"input_{which}"],
                 extra={"template": ctx.stamps.get("template", "none")},
-                outputs=[ctx.path("features", f"{which}.root")], func=lambda w=which, q=p: _stage_features(ctx, w, q),  # type: ignore[misc]
+                outputs=[ctx.path("features", f"{which}.root")],
+                func=lambda w=which, q=p: _stage_features(ctx, w, q),  # type: ignore[misc]
                 code=("dsp", "io/friend.py"),
             )
         available = _select_available(ctx)
         trained = []
         for name in available:
             r = ctx.stage(
-                f"train_{name}", [SELECTORS[name][1], "labels"], after=["features_calibration"],
-                extra={"acm_max": ctx.run.acm_train_max_events, "seed": ctx.run.seed} if name == "acm" else None,
-                outputs=[_model_path(ctx, name)], func=lambda n=name: _stage_train(ctx, n, cal),  # type: ignore[misc]
-                optional=True, code=("select",),
+                f"train_{name}",
+                [SELECTORS[name][1], "labels"],
+                after=["features_calibration"],
+                extra={"acm_max": ctx.run.acm_train_max_events, "seed": ctx.run.seed}
+                if name == "acm"
+                else None,
+                outputs=[_model_path(ctx, name)],
+                func=lambda n=name: _stage_train(ctx, n, cal),  # type: ignore[misc]
+                optional=True,
+                code=("select",),
             )
             if r is not None:
                 trained.append(name)
@@ -807,9 +957,18 @@ def run_pipeline(
             if p is None:
                 continue
             r = ctx.stage(
-                f"apply_{which}", ["labels", "io"], after=[f"features_{which}", *(f"train_{n}" for n in trained)],
-                extra={"selectors": trained, "bin": ctx.run.bin_width_kev, "emax": ctx.run.energy_max_kev},
-                outputs=[ctx.path("friends", f"{which}_psd.root"), ctx.path("spectra", f"{which}.npz")],
+                f"apply_{which}",
+                ["labels", "io"],
+                after=[f"features_{which}", *(f"train_{n}" for n in trained)],
+                extra={
+                    "selectors": trained,
+                    "bin": ctx.run.bin_width_kev,
+                    "emax": ctx.run.energy_max_kev,
+                },
+                outputs=[
+                    ctx.path("friends", f"{which}_psd.root"),
+                    ctx.path("spectra", f"{which}.npz"),
+                ],
                 func=lambda w=which, q=p: _stage_apply(ctx, w, q, trained),  # type: ignore[misc]
                 code=("select", "io/friend.py"),
             )
@@ -839,7 +998,9 @@ def _all_sections() -> tuple[str, ...]:
 # analysis: fits and figures of merit from the spectra and friend trees
 
 
-def _window_sum(counts: NDArray[np.float64], edges: NDArray[np.float64], lo: float, hi: float) -> float:
+def _window_sum(
+    counts: NDArray[np.float64], edges: NDArray[np.float64], lo: float, hi: float
+) -> float:
     centres = 0.5 * (edges[1:] + edges[:-1])
     return float(counts[(centres >= lo) & (centres <= hi)].sum())
 
@@ -852,19 +1013,29 @@ SIDEBANDS_KEV: dict[float, tuple[tuple[float, float], tuple[float, float]]] = {
 }
 
 
-def _net_counts(counts: NDArray[np.float64], edges: NDArray[np.float64], e0: float, half_kev: float) -> dict[str, float]:
+def _net_counts(
+    counts: NDArray[np.float64], edges: NDArray[np.float64], e0: float, half_kev: float
+) -> dict[str, float]:
     """Sideband-subtracted counts of a line: gross in ``e0 +- half``, background from two
     sidebands (by default of width ``half`` each right outside the window; see
     :data:`SIDEBANDS_KEV`) scaled to the window width. ``var_bkg`` is the variance of the
     background estimate."""
     gross = _window_sum(counts, edges, e0 - half_kev, e0 + half_kev)
-    bands = SIDEBANDS_KEV.get(round(e0, 2), ((e0 - 2 * half_kev, e0 - half_kev), (e0 + half_kev, e0 + 2 * half_kev)))
+    bands = SIDEBANDS_KEV.get(
+        round(e0, 2), ((e0 - 2 * half_kev, e0 - half_kev), (e0 + half_kev, e0 + 2 * half_kev))
+    )
     side = sum(_window_sum(counts, edges, lo, hi) for lo, hi in bands)
     scale = 2 * half_kev / sum(hi - lo for lo, hi in bands)
     bkg = scale * side
     net = gross - bkg
     var_bkg = scale**2 * side
-    return {"gross": gross, "bkg": bkg, "net": net, "net_err": float(np.sqrt(gross + var_bkg)), "var_bkg": var_bkg}
+    return {
+        "gross": gross,
+        "bkg": bkg,
+        "net": net,
+        "net_err": float(np.sqrt(gross + var_bkg)),
+        "var_bkg": var_bkg,
+    }
 
 
 def _ratio_err(a: float, da: float, b: float, db: float) -> tuple[float, float]:
@@ -877,17 +1048,32 @@ def _ratio_err(a: float, da: float, b: float, db: float) -> tuple[float, float]:
 def _survival(net_cut: dict[str, float], net_all: dict[str, float]) -> dict[str, float]:
     """Net-count survival fraction with a binomial-style error on the gross counts."""
     if net_all["net"] <= 0:
-        return {"fraction": float("nan"), "error": float("nan"), "net_all": net_all["net"], "net_kept": net_cut["net"]}
+        return {
+            "fraction": float("nan"),
+            "error": float("nan"),
+            "net_all": net_all["net"],
+            "net_kept": net_cut["net"],
+        }
     f = net_cut["net"] / net_all["net"]
     # kept and rejected parts are independent Poisson samples: var(f) from both nets
     rej_net = net_all["net"] - net_cut["net"]
     var_k = net_cut["net_err"] ** 2
     var_r = max(net_all["net_err"] ** 2 - var_k, 0.0)
     err = float(np.sqrt(rej_net**2 * var_k + net_cut["net"] ** 2 * var_r) / net_all["net"] ** 2)
-    return {"fraction": float(f), "error": err, "net_all": net_all["net"], "net_kept": net_cut["net"]}
+    return {
+        "fraction": float(f),
+        "error": err,
+        "net_all": net_all["net"],
+        "net_kept": net_cut["net"],
+    }
 
 
-def _fit_area(counts: NDArray[np.float64], edges: NDArray[np.float64], window: tuple[float, float], peak: float) -> dict[str, Any]:
+def _fit_area(
+    counts: NDArray[np.float64],
+    edges: NDArray[np.float64],
+    window: tuple[float, float],
+    peak: float,
+) -> dict[str, Any]:
     import warnings
 
     fit_peaks = _import("bege_psd.fit:fit_peaks")
@@ -930,7 +1116,9 @@ def _selections(spectra: Mapping[str, Any]) -> list[str]:
 
 
 def _counts(spectra: Mapping[str, Any], selection: str) -> NDArray[np.float64]:
-    return np.asarray(spectra["all" if selection == "original" else f"kept_{selection}"], dtype=np.float64)
+    return np.asarray(
+        spectra["all" if selection == "original" else f"kept_{selection}"], dtype=np.float64
+    )
 
 
 def _table2(spectra: Mapping[str, Any], metrics_cfg: Any) -> list[dict[str, Any]]:
@@ -949,18 +1137,40 @@ def _table2(spectra: Mapping[str, Any], metrics_cfg: Any) -> list[dict[str, Any]
         n_c = _window_sum(c, edges, *compton)
         pc1, pc1_err = _ratio_err(n_max, np.sqrt(n_max), n_c, np.sqrt(n_c))
         fit = _fit_area(c, edges, (650.0, 675.0), 661.657)
-        row: dict[str, Any] = {"selection": sel, "peak_max_bin": n_max, "compton_counts": n_c, "pc_maxbin": pc1, "pc_maxbin_err": pc1_err, "bin_width_kev": width}
+        row: dict[str, Any] = {
+            "selection": sel,
+            "peak_max_bin": n_max,
+            "compton_counts": n_c,
+            "pc_maxbin": pc1,
+            "pc_maxbin_err": pc1_err,
+            "bin_width_kev": width,
+        }
         if fit.get("ok") or "area" in fit:
             per_kev = n_c / (compton[1] - compton[0])
-            pc2, pc2_err = _ratio_err(fit["area"], fit["area_err"], per_kev, np.sqrt(n_c) / (compton[1] - compton[0]))
-            row.update({"pc_fit_kev": pc2, "pc_fit_kev_err": pc2_err, "peak_area": fit["area"], "peak_area_err": fit["area_err"], "fit_valid": fit.get("ok", False), "fit_warnings": fit.get("warnings", [])})
+            pc2, pc2_err = _ratio_err(
+                fit["area"], fit["area_err"], per_kev, np.sqrt(n_c) / (compton[1] - compton[0])
+            )
+            row.update(
+                {
+                    "pc_fit_kev": pc2,
+                    "pc_fit_kev_err": pc2_err,
+                    "peak_area": fit["area"],
+                    "peak_area_err": fit["area_err"],
+                    "fit_valid": fit.get("ok", False),
+                    "fit_warnings": fit.get("warnings", []),
+                }
+            )
             if sel == "original":
                 base_area = (fit["area"], fit["area_err"])
             if base_area is not None and base_area[0] > 0:
                 row["peak_survival"] = fit["area"] / base_area[0]
                 # kept counts are a subset of all counts: binomial error on the survival
                 f = row["peak_survival"]
-                row["peak_survival_err"] = float(np.sqrt(max(f * (1 - f), 0.0) / base_area[0])) if 0 <= f <= 1 else float("nan")
+                row["peak_survival_err"] = (
+                    float(np.sqrt(max(f * (1 - f), 0.0) / base_area[0]))
+                    if 0 <= f <= 1
+                    else float("nan")
+                )
         else:
             row["fit_error"] = fit.get("error", "fit failed")
         rows.append(row)
@@ -973,7 +1183,10 @@ def _table2(spectra: Mapping[str, Any], metrics_cfg: Any) -> list[dict[str, Any]
 
 
 def _line_stats(
-    spectra: Mapping[str, Any], lines: Mapping[str, float], half_kev: float, always: Sequence[str] = ()
+    spectra: Mapping[str, Any],
+    lines: Mapping[str, float],
+    half_kev: float,
+    always: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Net counts, survival, Currie L_D, significance and relative MDA of each line per cut.
 
@@ -981,7 +1194,10 @@ def _line_stats(
     in ``always`` (a weak line such as 7Be, which a cut is meant to reveal)."""
     edges = spectra["edges"]
     out: dict[str, Any] = {}
-    base = {name: _net_counts(_counts(spectra, "original"), edges, e0, half_kev) for name, e0 in lines.items()}
+    base = {
+        name: _net_counts(_counts(spectra, "original"), edges, e0, half_kev)
+        for name, e0 in lines.items()
+    }
     for sel in _selections(spectra):
         c = _counts(spectra, sel)
         per: dict[str, Any] = {}
@@ -989,16 +1205,36 @@ def _line_stats(
             net = _net_counts(c, edges, e0, half_kev)
             if name not in always and base[name]["net"] < 5 * max(base[name]["net_err"], 1.0):
                 continue  # the line is not visible in this run
-            s = _survival(net, base[name]) if sel != "original" else {"fraction": 1.0, "error": 0.0, "net_all": net["net"], "net_kept": net["net"]}
+            s = (
+                _survival(net, base[name])
+                if sel != "original"
+                else {"fraction": 1.0, "error": 0.0, "net_all": net["net"], "net_kept": net["net"]}
+            )
             # Currie (1968) detection limit in counts for the background under the window
             l_d = 2.71 + 4.65 * float(np.sqrt(max(net["bkg"], 0.0)))
-            sig = net["net"] / float(np.sqrt(net["bkg"] + net["var_bkg"])) if net["bkg"] > 0 else float("nan")
-            per[name] = {**s, "energy_kev": e0, "bkg": net["bkg"], "net": net["net"], "net_err": net["net_err"], "currie_ld_counts": l_d, "significance": sig}
+            sig = (
+                net["net"] / float(np.sqrt(net["bkg"] + net["var_bkg"]))
+                if net["bkg"] > 0
+                else float("nan")
+            )
+            per[name] = {
+                **s,
+                "energy_kev": e0,
+                "bkg": net["bkg"],
+                "net": net["net"],
+                "net_err": net["net_err"],
+                "currie_ld_counts": l_d,
+                "significance": sig,
+            }
         out[sel] = per
     # MDA is proportional to L_D / (efficiency x survival); report it relative to the original.
     # A weak line's own survival is not measurable: take the strongest visible line's instead
     # (peak survival varies slowly with energy) and say so.
-    visible = [n for n in lines if n in out["original"] and base[n]["net"] >= 5 * max(base[n]["net_err"], 1.0)]
+    visible = [
+        n
+        for n in lines
+        if n in out["original"] and base[n]["net"] >= 5 * max(base[n]["net_err"], 1.0)
+    ]
     ref = max(visible, key=lambda n: base[n]["net"]) if visible else None
     for per in out.values():
         for name, d in per.items():
@@ -1026,10 +1262,19 @@ def _auc(score: NDArray[np.float64], positive: NDArray[np.bool_]) -> dict[str, A
     thr = np.quantile(s, np.linspace(0, 1, 101))
     tpr = [float(np.mean(s[y] >= t)) for t in thr]
     fpr = [float(np.mean(s[~y] >= t)) for t in thr]
-    return {"auc": float(auc), "n_pos": n1, "n_neg": n0, "tpr": tpr, "fpr": fpr, "thresholds": thr.tolist()}
+    return {
+        "auc": float(auc),
+        "n_pos": n1,
+        "n_neg": n0,
+        "tpr": tpr,
+        "fpr": fpr,
+        "thresholds": thr.tolist(),
+    }
 
 
-def _roc_and_scans(ctx: _Context, cal_path: Path | None, selectors: Sequence[str]) -> dict[str, Any]:
+def _roc_and_scans(
+    ctx: _Context, cal_path: Path | None, selectors: Sequence[str]
+) -> dict[str, Any]:
     from .io.friend import read_friend
     from .select.labels import label_events
 
@@ -1073,16 +1318,29 @@ def _roc_and_scans(ctx: _Context, cal_path: Path | None, selectors: Sequence[str
             n_in = max(int(in_range.sum()), 1)
             nf, nc = int((k & fep).sum()), int((k & comp).sum())
             r, dr = _ratio_err(nf, np.sqrt(nf), nc, np.sqrt(nc))
-            rows.append({"threshold": float(t), "kept_fraction": float((k & in_range).sum() / n_in), "tl_pc": r, "tl_pc_err": dr})
+            rows.append(
+                {
+                    "threshold": float(t),
+                    "kept_fraction": float((k & in_range).sum() / n_in),
+                    "tl_pc": r,
+                    "tl_pc_err": dr,
+                }
+            )
         out["scan"][s] = rows
     return out
 
 
-def _stage_analyse(ctx: _Context, runs: Mapping[str, Path | None], selectors: Sequence[str]) -> dict[str, Any]:
+def _stage_analyse(
+    ctx: _Context, runs: Mapping[str, Path | None], selectors: Sequence[str]
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     half = 2.0
     th_lines = {k: v for k, v in PEAKS_KEV.items() if k.startswith(("Tl", "Ac"))}
-    sample_lines = {k: v for k, v in PEAKS_KEV.items() if not k.startswith(("Tl-208 FEP", "Tl-208 SEP", "Tl-208 DEP", "Ac"))}
+    sample_lines = {
+        k: v
+        for k, v in PEAKS_KEV.items()
+        if not k.startswith(("Tl-208 FEP", "Tl-208 SEP", "Tl-208 DEP", "Ac"))
+    }
     cal = _load_spectra(ctx, "calibration")
     if cal is not None:
         out["lines_calibration"] = _line_stats(cal, th_lines, half)
@@ -1121,19 +1379,49 @@ def _stage_export(ctx: _Context, run_info: Mapping[str, Any]) -> dict[str, Any]:
             title = f"{which} run, {key.replace('_', ' ')}{sim}"
             for fmt in ctx.run.export_formats:
                 if fmt == "root":
-                    written.append(str(export.write_th1(stem.with_suffix(".root"), h, name=f"{which}_{key}", title=title)))
+                    written.append(
+                        str(
+                            export.write_th1(
+                                stem.with_suffix(".root"), h, name=f"{which}_{key}", title=title
+                            )
+                        )
+                    )
                 elif live is None or real is None:
                     skipped.append(f"{stem.name}.{fmt}: live/real time unknown")
                 elif fmt == "spe":
-                    written.append(str(export.write_spe(stem.with_suffix(".Spe"), h, live_time_s=live, real_time_s=real, spec_id=title, remarks=[title])))
+                    written.append(
+                        str(
+                            export.write_spe(
+                                stem.with_suffix(".Spe"),
+                                h,
+                                live_time_s=live,
+                                real_time_s=real,
+                                spec_id=title,
+                                remarks=[title],
+                            )
+                        )
+                    )
                 else:
-                    written.append(str(export.write_n42(stem.with_suffix(".n42"), h, live_time_s=live, real_time_s=real, title=title)))
+                    written.append(
+                        str(
+                            export.write_n42(
+                                stem.with_suffix(".n42"),
+                                h,
+                                live_time_s=live,
+                                real_time_s=real,
+                                title=title,
+                            )
+                        )
+                    )
     analysis = ctx.path("results_analysis.json")
     if analysis.exists():
         table2 = json.loads(analysis.read_text()).get("table2")
         if table2:
             out = ctx.path("export", "fits_cs137.json")
-            _dump_json(out, {"simulated": any(i.get("simulated") for i in run_info.values()), "table2": table2})
+            _dump_json(
+                out,
+                {"simulated": any(i.get("simulated") for i in run_info.values()), "table2": table2},
+            )
             written.append(str(out))
     return {"files": written, "skipped": skipped}
 
@@ -1141,7 +1429,9 @@ def _stage_export(ctx: _Context, run_info: Mapping[str, Any]) -> dict[str, Any]:
 def _as_hist(counts: NDArray[np.float64], edges: NDArray[np.float64]) -> Any:
     import hist
 
-    axis = hist.axis.Regular(edges.size - 1, float(edges[0]), float(edges[-1]), name="energy", label="Energy [keV]")
+    axis = hist.axis.Regular(
+        edges.size - 1, float(edges[0]), float(edges[-1]), name="energy", label="Energy [keV]"
+    )
     h = hist.Hist(axis, storage=hist.storage.Weight())
     h.view().value = counts
     h.view().variance = counts
@@ -1175,7 +1465,15 @@ def _code_hash() -> str:
     from . import __version__
 
     h = hashlib.sha256(__version__.encode())
-    for name in ("pipeline.py", "plot.py", "report.py", "metrics.py", "fit/peaks.py", "fit/models.py", "io/export.py"):
+    for name in (
+        "pipeline.py",
+        "plot.py",
+        "report.py",
+        "metrics.py",
+        "fit/peaks.py",
+        "fit/models.py",
+        "io/export.py",
+    ):
         p = Path(__file__).parent / name
         if p.exists():
             h.update(p.read_bytes())
@@ -1186,15 +1484,30 @@ def _after_apply(ctx: _Context, runs: Mapping[str, Path | None], results: dict[s
     selectors = results.get("selectors", [])
     code = _code_hash()
     applied = [f"apply_{w}" for w in runs if f"apply_{w}" in ctx.stamps]
-    ctx.stage("analyse", ["labels", "metrics"], after=applied or ["apply_calibration"], extra=code, outputs=[ctx.path("results_analysis.json")], func=lambda: _stage_analyse(ctx, runs, selectors))
+    ctx.stage(
+        "analyse",
+        ["labels", "metrics"],
+        after=applied or ["apply_calibration"],
+        extra=code,
+        outputs=[ctx.path("results_analysis.json")],
+        func=lambda: _stage_analyse(ctx, runs, selectors),
+    )
     p = ctx.path("results_analysis.json")
     if p.exists():
         results["analysis"] = json.loads(p.read_text())
     if ctx.run.export_formats:
-        ctx.stage("export", ["run"], after=["analyse"], extra=code, outputs=[ctx.path("export")], func=lambda: _stage_export(ctx, results.get("runs", {})))
+        ctx.stage(
+            "export",
+            ["run"],
+            after=["analyse"],
+            extra=code,
+            outputs=[ctx.path("export")],
+            func=lambda: _stage_export(ctx, results.get("runs", {})),
+        )
     results["stages"] = [dataclasses.asdict(s) for s in ctx.stages]
     _dump_json(ctx.path("results.json"), results)
     if ctx.run.figures:
+
         def figures() -> dict[str, Any]:
             try:
                 plot = importlib.import_module("bege_psd.plot")
@@ -1202,7 +1515,14 @@ def _after_apply(ctx: _Context, runs: Mapping[str, Path | None], results: dict[s
                 raise _Missing(f"plotting stack not available ({exc})") from exc
             return {"figures": [str(f) for f in plot.make_all(ctx.results_dir, results)]}
 
-        ctx.stage("figures", ["labels"], after=["analyse"], extra=code, outputs=[ctx.path("figures")], func=figures)
+        ctx.stage(
+            "figures",
+            ["labels"],
+            after=["analyse"],
+            extra=code,
+            outputs=[ctx.path("figures")],
+            func=figures,
+        )
 
     def report() -> dict[str, Any]:
         from .report import write_report
@@ -1212,7 +1532,14 @@ def _after_apply(ctx: _Context, runs: Mapping[str, Path | None], results: dict[s
         return {"markdown": str(md), "html": str(html)}
 
     # the report shows stage status, so it is re-made whenever anything before it ran
-    ctx.stage("report", ["report"], after=["analyse"], extra={"stages": [(s.name, s.status) for s in ctx.stages], "code": code}, outputs=[ctx.path("report.md"), ctx.path("report.html")], func=report)
+    ctx.stage(
+        "report",
+        ["report"],
+        after=["analyse"],
+        extra={"stages": [(s.name, s.status) for s in ctx.stages], "code": code},
+        outputs=[ctx.path("report.md"), ctx.path("report.html")],
+        func=report,
+    )
 
 
 def _set_attrs(array: Any, attrs: Mapping[str, Any]) -> None:

@@ -92,5 +92,7 @@ def register(subparsers: Any) -> None:
         description="Re-make the Markdown and HTML report of a results folder from its results.json and figures.",
     )
     r.add_argument("results_dir", help="results folder written by `bege-psd run`")
-    r.add_argument("--config", help="TOML file whose [report] section to use (default: the stored one)")
+    r.add_argument(
+        "--config", help="TOML file whose [report] section to use (default: the stored one)"
+    )
     r.set_defaults(func=_report)

@@ -62,7 +62,12 @@ log = logging.getLogger(__name__)
 
 #: colours of the selections, fixed across figures (original blue, ACM red, GMM orange as
 #: in the paper's Fig. 13; A/E green)
-COLOURS: dict[str, str] = {"original": "#1f77b4", "acm": "#d62728", "gmm": "#ff7f0e", "aoe": "#2ca02c"}
+COLOURS: dict[str, str] = {
+    "original": "#1f77b4",
+    "acm": "#d62728",
+    "gmm": "#ff7f0e",
+    "aoe": "#2ca02c",
+}
 NAMES: dict[str, str] = {"original": "Original", "acm": "ACM", "gmm": "GMM", "aoe": "A/E"}
 
 
@@ -70,7 +75,12 @@ def _plt() -> Any:
     require("matplotlib", "plot")
     import matplotlib
 
-    if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "module://matplotlib_inline.backend_inline"):
+    if matplotlib.get_backend().lower() not in (
+        "agg",
+        "pdf",
+        "svg",
+        "module://matplotlib_inline.backend_inline",
+    ):
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -82,7 +92,15 @@ def _label(ax: Any, simulated: bool, text: str = "") -> None:
     import mplhep as mh
 
     # with data=False mplhep itself writes "Simulation" after the experiment name
-    mh.label.exp_label(exp="BEGe", text="" if simulated else text, data=not simulated, com=None, ax=ax, loc=0, rlabel="")
+    mh.label.exp_label(
+        exp="BEGe",
+        text="" if simulated else text,
+        data=not simulated,
+        com=None,
+        ax=ax,
+        loc=0,
+        rlabel="",
+    )
 
 
 def _new(simulated: bool, **kw: Any) -> tuple[Any, Any]:
@@ -110,10 +128,20 @@ def save_figure(fig: Any, stem: str | os.PathLike[str]) -> list[Path]:
 def _step(ax: Any, counts: NDArray[Any], edges: NDArray[Any], **kw: Any) -> None:
     import mplhep as mh
 
-    mh.histplot(np.asarray(counts, dtype=float), np.asarray(edges, dtype=float), ax=ax, histtype="step", yerr=False, flow=None, **kw)
+    mh.histplot(
+        np.asarray(counts, dtype=float),
+        np.asarray(edges, dtype=float),
+        ax=ax,
+        histtype="step",
+        yerr=False,
+        flow=None,
+        **kw,
+    )
 
 
-def _slice(counts: NDArray[Any], edges: NDArray[Any], lo: float, hi: float) -> tuple[NDArray[Any], NDArray[Any]]:
+def _slice(
+    counts: NDArray[Any], edges: NDArray[Any], lo: float, hi: float
+) -> tuple[NDArray[Any], NDArray[Any]]:
     i0 = int(np.searchsorted(edges, lo, side="left"))
     i1 = int(np.searchsorted(edges, hi, side="right")) - 1
     i0 = max(min(i0, edges.size - 2), 0)
@@ -133,10 +161,29 @@ def spectrum_with_labels(
     fig, ax = _new(simulated)
     c, e = _slice(counts, edges, *energy_range)
     _step(ax, c, e, color="k", label="All events")
-    colours = {"fep": "tab:red", "sep": "tab:red", "multi_compton": "tab:red", "dep": "gold", "single_compton": "gold"}
-    kinds = {"fep": "MSE", "sep": "MSE", "multi_compton": "MSE", "dep": "SSE", "single_compton": "SSE"}
+    colours = {
+        "fep": "tab:red",
+        "sep": "tab:red",
+        "multi_compton": "tab:red",
+        "dep": "gold",
+        "single_compton": "gold",
+    }
+    kinds = {
+        "fep": "MSE",
+        "sep": "MSE",
+        "multi_compton": "MSE",
+        "dep": "SSE",
+        "single_compton": "SSE",
+    }
     for name, (lo, hi) in windows.items():
-        ax.axvspan(lo, hi, color=colours.get(name, "grey"), alpha=0.3, lw=0, label=f"{name} ({kinds.get(name, '?')}) [{lo:g}, {hi:g}] keV")
+        ax.axvspan(
+            lo,
+            hi,
+            color=colours.get(name, "grey"),
+            alpha=0.3,
+            lw=0,
+            label=f"{name} ({kinds.get(name, '?')}) [{lo:g}, {hi:g}] keV",
+        )
     ax.set_yscale("log")
     ax.set_xlabel("Energy [keV]")
     ax.set_ylabel(f"Counts / {e[1] - e[0]:g} keV")
@@ -162,7 +209,16 @@ def spectrum_comparison(
         _step(ax, c, e, color=COLOURS.get(sel), label=NAMES.get(sel, sel))
     for name, energy in (marks or {}).items():
         ax.axvline(energy, color="grey", ls=":", lw=1)
-        ax.text(energy, 0.97, f" {name}", rotation=90, va="top", ha="right", fontsize="x-small", transform=ax.get_xaxis_transform())
+        ax.text(
+            energy,
+            0.97,
+            f" {name}",
+            rotation=90,
+            va="top",
+            ha="right",
+            fontsize="x-small",
+            transform=ax.get_xaxis_transform(),
+        )
     if log_y:
         ax.set_yscale("log")
     ax.set_xlim(*energy_range)
@@ -173,7 +229,13 @@ def spectrum_comparison(
     return fig
 
 
-def working_point_scan(scan: Sequence[Mapping[str, float]], working_point: float, *, selector: str = "acm", simulated: bool = True) -> Any:
+def working_point_scan(
+    scan: Sequence[Mapping[str, float]],
+    working_point: float,
+    *,
+    selector: str = "acm",
+    simulated: bool = True,
+) -> Any:
     """Fig. 8: 208Tl peak-to-Compton ratio (left axis) and kept fraction (right) vs threshold."""
     fig, ax = _new(simulated)
     t = np.array([r["threshold"] for r in scan])
@@ -194,13 +256,23 @@ def working_point_scan(scan: Sequence[Mapping[str, float]], working_point: float
     return fig
 
 
-def roc_curves(rocs: Mapping[str, Mapping[str, Any]], *, title: str = "energy-window labels", simulated: bool = True) -> Any:
+def roc_curves(
+    rocs: Mapping[str, Mapping[str, Any]],
+    *,
+    title: str = "energy-window labels",
+    simulated: bool = True,
+) -> Any:
     """Fig. 9: ROC (TPR = kept MSE, FPR = kept SSE) of each selector, AUC in the legend."""
     fig, ax = _new(simulated, figsize=(7, 7))
     for sel, r in rocs.items():
         if "fpr" not in r:
             continue
-        ax.plot(r["fpr"], r["tpr"], color=COLOURS.get(sel), label=f"{NAMES.get(sel, sel)} (AUC = {r['auc']:.3f})")
+        ax.plot(
+            r["fpr"],
+            r["tpr"],
+            color=COLOURS.get(sel),
+            label=f"{NAMES.get(sel, sel)} (AUC = {r['auc']:.3f})",
+        )
     ax.plot([0, 1], [0, 1], color="grey", ls=":")
     ax.set_xlabel("False positive rate (SSE kept)")
     ax.set_ylabel("True positive rate (MSE kept)")
@@ -238,7 +310,12 @@ def savgol_example(
         d = savgol_filter(s, derivative[0], derivative[1], deriv=1)
         ax.plot(t, w / max(w.max(), 1e-9), color="lightgrey", label="waveform")
         ax.plot(t, s / max(s.max(), 1e-9), color="k", label=f"SG smooth ({smooth[0]}, {smooth[1]})")
-        ax.plot(t, d / max(np.abs(d).max(), 1e-9), color="tab:red", label=f"SG derivative ({derivative[0]}, {derivative[1]})")
+        ax.plot(
+            t,
+            d / max(np.abs(d).max(), 1e-9),
+            color="tab:red",
+            label=f"SG derivative ({derivative[0]}, {derivative[1]})",
+        )
         ax.set_ylabel("normalised")
         ax.legend(fontsize="x-small", loc="center right", title=name, title_fontsize="small")
         _label(ax, simulated)
@@ -255,7 +332,13 @@ def feature_distributions(
 
     names = [n for n in ("risetime_ns", "l1_to_sse", "n_peaks_d2") if n in sse and n in mse]
     with plt.style.context(mh.style.ROOT):
-        fig, axes = plt.subplots(len(names), 1, figsize=(8, 4.5 * max(len(names), 1)), squeeze=False, layout="constrained")
+        fig, axes = plt.subplots(
+            len(names),
+            1,
+            figsize=(8, 4.5 * max(len(names), 1)),
+            squeeze=False,
+            layout="constrained",
+        )
     for ax, name in zip(axes[:, 0], names, strict=True):
         a = np.asarray(sse[name], dtype=float)
         b = np.asarray(mse[name], dtype=float)
@@ -267,7 +350,10 @@ def feature_distributions(
         else:
             lo, hi = np.quantile(both, [0.005, 0.995])
             bins = np.linspace(lo, hi if hi > lo else lo + 1, 50)
-        for vals, lab, col in ((a, "SSE-like (DEP window)", "tab:blue"), (b, "MSE-like (FEP window)", "tab:red")):
+        for vals, lab, col in (
+            (a, "SSE-like (DEP window)", "tab:blue"),
+            (b, "MSE-like (FEP window)", "tab:red"),
+        ):
             v = vals[np.isfinite(vals)]
             h, _ = np.histogram(v, bins=bins)
             norm = h / max(h.sum(), 1)
@@ -279,11 +365,22 @@ def feature_distributions(
     return fig
 
 
-def score_distribution(hists: Mapping[str, Mapping[str, Sequence[float]]], *, thresholds: Mapping[str, float] | None = None, simulated: bool = True) -> Any:
+def score_distribution(
+    hists: Mapping[str, Mapping[str, Sequence[float]]],
+    *,
+    thresholds: Mapping[str, float] | None = None,
+    simulated: bool = True,
+) -> Any:
     """Fig. 12: score distributions (the GMM's first) on the 232Th run."""
     fig, ax = _new(simulated)
     for sel, h in hists.items():
-        _step(ax, np.asarray(h["counts"]), np.asarray(h["edges"]), color=COLOURS.get(sel), label=NAMES.get(sel, sel))
+        _step(
+            ax,
+            np.asarray(h["counts"]),
+            np.asarray(h["edges"]),
+            color=COLOURS.get(sel),
+            label=NAMES.get(sel, sel),
+        )
         if thresholds and sel in thresholds:
             ax.axvline(thresholds[sel], color=COLOURS.get(sel), ls="--", lw=1)
     ax.set_yscale("log")
@@ -294,7 +391,12 @@ def score_distribution(hists: Mapping[str, Mapping[str, Sequence[float]]], *, th
     return fig
 
 
-def _bars(values: Mapping[str, Mapping[str, tuple[float, float]]], ylabel: str, simulated: bool, ref: float | None = None) -> Any:
+def _bars(
+    values: Mapping[str, Mapping[str, tuple[float, float]]],
+    ylabel: str,
+    simulated: bool,
+    ref: float | None = None,
+) -> Any:
     fig, ax = _new(simulated, figsize=(10, 6))
     lines = sorted({line for per in values.values() for line in per})
     sels = list(values)
@@ -302,7 +404,15 @@ def _bars(values: Mapping[str, Mapping[str, tuple[float, float]]], ylabel: str, 
     x = np.arange(len(lines))
     for i, sel in enumerate(sels):
         v = [values[sel].get(line, (np.nan, np.nan)) for line in lines]
-        ax.bar(x + i * width - 0.4 + width / 2, [a for a, _ in v], width, yerr=[b for _, b in v], color=COLOURS.get(sel), label=NAMES.get(sel, sel), capsize=2)
+        ax.bar(
+            x + i * width - 0.4 + width / 2,
+            [a for a, _ in v],
+            width,
+            yerr=[b for _, b in v],
+            color=COLOURS.get(sel),
+            label=NAMES.get(sel, sel),
+            capsize=2,
+        )
     if ref is not None:
         ax.axhline(ref, color="grey", ls=":")
     ax.set_xticks(x, lines, rotation=30, ha="right", fontsize="small")
@@ -312,7 +422,9 @@ def _bars(values: Mapping[str, Mapping[str, tuple[float, float]]], ylabel: str, 
     return fig
 
 
-def survival_bars(lines: Mapping[str, Mapping[str, Mapping[str, float]]], *, simulated: bool = True) -> Any:
+def survival_bars(
+    lines: Mapping[str, Mapping[str, Mapping[str, float]]], *, simulated: bool = True
+) -> Any:
     """Survival fraction of each named line for each cut (net counts, sideband-subtracted)."""
     vals = {
         sel: {name: (d["fraction"], d["error"]) for name, d in per.items()}
@@ -322,7 +434,9 @@ def survival_bars(lines: Mapping[str, Mapping[str, Mapping[str, float]]], *, sim
     return _bars(vals, "Peak survival fraction", simulated, ref=1.0)
 
 
-def mda_bars(lines: Mapping[str, Mapping[str, Mapping[str, float]]], *, simulated: bool = True) -> Any:
+def mda_bars(
+    lines: Mapping[str, Mapping[str, Mapping[str, float]]], *, simulated: bool = True
+) -> Any:
     """MDA after each cut relative to the original spectrum (Currie L_D / peak survival)."""
     vals = {
         sel: {name: (d.get("mda_relative", np.nan), 0.0) for name, d in per.items()}
@@ -343,7 +457,9 @@ def _friend_columns(path: Path, names: Sequence[str]) -> dict[str, NDArray[Any]]
         return {n: np.asarray(t[n].array(library="np")) for n in have}
 
 
-def make_all(results_dir: str | os.PathLike[str], results: Mapping[str, Any] | None = None) -> list[Path]:
+def make_all(
+    results_dir: str | os.PathLike[str], results: Mapping[str, Any] | None = None
+) -> list[Path]:
     """Every figure of a pipeline results folder, as PNG + PDF under ``figures/``.
 
     Figures whose inputs are absent (e.g. no sample run, no ACM) are skipped with a log
@@ -375,27 +491,83 @@ def make_all(results_dir: str | os.PathLike[str], results: Mapping[str, Any] | N
 
     def sel_counts(which: str) -> dict[str, NDArray[Any]]:
         s = spectra[which]
-        return {"original": s["all"], **{k.removeprefix("kept_"): v for k, v in s.items() if k.startswith("kept_")}}
+        return {
+            "original": s["all"],
+            **{k.removeprefix("kept_"): v for k, v in s.items() if k.startswith("kept_")},
+        }
 
     if "calibration" in spectra:
         sim = simulated.get("calibration", True)
         s = spectra["calibration"]
-        out(spectrum_with_labels(s["all"], s["edges"], {**labels.mse_windows, **labels.sse_windows}, energy_range=labels.energy_range, simulated=sim), "fig04_th232_spectrum_labels")
-        out(spectrum_comparison(sel_counts("calibration"), s["edges"], (1500.0, 1650.0), simulated=sim, marks={"DEP": 1592.5, "Ac-228": 1588.2, "Bi-212": 1620.5}), "fig07_dep_region_cuts")
+        out(
+            spectrum_with_labels(
+                s["all"],
+                s["edges"],
+                {**labels.mse_windows, **labels.sse_windows},
+                energy_range=labels.energy_range,
+                simulated=sim,
+            ),
+            "fig04_th232_spectrum_labels",
+        )
+        out(
+            spectrum_comparison(
+                sel_counts("calibration"),
+                s["edges"],
+                (1500.0, 1650.0),
+                simulated=sim,
+                marks={"DEP": 1592.5, "Ac-228": 1588.2, "Bi-212": 1620.5},
+            ),
+            "fig07_dep_region_cuts",
+        )
     for sel, scan in analysis.get("scan", {}).items():
-        out(working_point_scan(scan, float(thresholds.get(sel) or 0.5), selector=sel, simulated=simulated.get("calibration", True)), f"fig08_working_point_{sel}")
+        out(
+            working_point_scan(
+                scan,
+                float(thresholds.get(sel) or 0.5),
+                selector=sel,
+                simulated=simulated.get("calibration", True),
+            ),
+            f"fig08_working_point_{sel}",
+        )
     if analysis.get("roc_labels"):
-        out(roc_curves(analysis["roc_labels"], title="energy-window labels", simulated=simulated.get("calibration", True)), "fig09_roc_labels")
+        out(
+            roc_curves(
+                analysis["roc_labels"],
+                title="energy-window labels",
+                simulated=simulated.get("calibration", True),
+            ),
+            "fig09_roc_labels",
+        )
     if analysis.get("roc_truth"):
-        out(roc_curves(analysis["roc_truth"], title="simulation truth (n_sites > 1)", simulated=True), "fig09b_roc_truth")
+        out(
+            roc_curves(
+                analysis["roc_truth"], title="simulation truth (n_sites > 1)", simulated=True
+            ),
+            "fig09b_roc_truth",
+        )
     ex = root / "spectra" / "example_pulses.npz"
     if ex.exists():
         with np.load(ex) as z:
             if z["sse"].size and z["mse"].size:
-                period = results.get("runs", {}).get("calibration", {}).get("metadata", {}).get("sample_period_ns") or 4.0
+                period = (
+                    results.get("runs", {})
+                    .get("calibration", {})
+                    .get("metadata", {})
+                    .get("sample_period_ns")
+                    or 4.0
+                )
                 dsp = cfg.get("dsp", {})
                 smooth = (int(dsp.get("sg_window", 19)), int(dsp.get("sg_order", 2)))
-                out(savgol_example(z["sse"][0], z["mse"][0], sample_period_ns=float(period), smooth=smooth, simulated=simulated.get("calibration", True)), "fig10_savgol_sse_mse")
+                out(
+                    savgol_example(
+                        z["sse"][0],
+                        z["mse"][0],
+                        sample_period_ns=float(period),
+                        smooth=smooth,
+                        simulated=simulated.get("calibration", True),
+                    ),
+                    "fig10_savgol_sse_mse",
+                )
     friend = root / "friends" / "calibration_psd.root"
     if friend.exists():
         cols = _friend_columns(friend, ["energy_kev", "risetime_ns", "l1_to_sse", "n_peaks_d2"])
@@ -405,16 +577,47 @@ def make_all(results_dir: str | os.PathLike[str], results: Mapping[str, Any] | N
             fep = (e >= labels.fep[0]) & (e <= labels.fep[1])
             feats = [n for n in cols if n != "energy_kev"]
             if feats:
-                out(feature_distributions({n: cols[n][dep] for n in feats}, {n: cols[n][fep] for n in feats}, simulated=simulated.get("calibration", True)), "fig11_features_sse_mse")
+                out(
+                    feature_distributions(
+                        {n: cols[n][dep] for n in feats},
+                        {n: cols[n][fep] for n in feats},
+                        simulated=simulated.get("calibration", True),
+                    ),
+                    "fig11_features_sse_mse",
+                )
     if analysis.get("score_hist"):
         h = analysis["score_hist"]
         order = {k: h[k] for k in sorted(h, key=lambda k: k != "gmm")}
-        out(score_distribution(order, thresholds=thresholds, simulated=simulated.get("calibration", True)), "fig12_score_distributions")
+        out(
+            score_distribution(
+                order, thresholds=thresholds, simulated=simulated.get("calibration", True)
+            ),
+            "fig12_score_distributions",
+        )
     if "sample" in spectra:
         sim = simulated.get("sample", True)
         s = spectra["sample"]
-        out(spectrum_comparison(sel_counts("sample"), s["edges"], (300.0, 700.0), simulated=sim, marks={"Be-7": 477.6, "Cs-137": 661.7}), "fig13_sample_spectrum_cuts")
-        out(spectrum_comparison(sel_counts("sample"), s["edges"], (450.0, 510.0), simulated=sim, log_y=False, marks={"Be-7 477.6": 477.6}), "fig14_be7_closeup")
+        out(
+            spectrum_comparison(
+                sel_counts("sample"),
+                s["edges"],
+                (300.0, 700.0),
+                simulated=sim,
+                marks={"Be-7": 477.6, "Cs-137": 661.7},
+            ),
+            "fig13_sample_spectrum_cuts",
+        )
+        out(
+            spectrum_comparison(
+                sel_counts("sample"),
+                s["edges"],
+                (450.0, 510.0),
+                simulated=sim,
+                log_y=False,
+                marks={"Be-7 477.6": 477.6},
+            ),
+            "fig14_be7_closeup",
+        )
     for which in ("calibration", "sample"):
         lines = analysis.get(f"lines_{which}")
         if lines and any(lines.get(s) for s in lines if s != "original"):

@@ -45,7 +45,9 @@ class ReportConfig:
     embed_images: bool = field(
         default=True, metadata={"doc": "HTML: embed PNGs as data URIs (one self-contained file)"}
     )
-    image_format: Literal["png", "pdf"] = field(default="png", metadata={"doc": "figures linked in Markdown"})
+    image_format: Literal["png", "pdf"] = field(
+        default="png", metadata={"doc": "figures linked in Markdown"}
+    )
     digits: int = field(default=3, metadata={"min": 1, "max": 8, "doc": "significant digits"})
 
     def __post_init__(self) -> None:
@@ -99,7 +101,9 @@ def _sim_note(results: Mapping[str, Any]) -> str:
     return " (SIMULATED DATA)" if results.get("simulated") else ""
 
 
-def build_blocks(results: Mapping[str, Any], figures: Sequence[Path], config: ReportConfig) -> list[Block]:
+def build_blocks(
+    results: Mapping[str, Any], figures: Sequence[Path], config: ReportConfig
+) -> list[Block]:
     """The report's content as a list of blocks (see :class:`Block`)."""
     d = config.digits
     sim = _sim_note(results)
@@ -107,23 +111,64 @@ def build_blocks(results: Mapping[str, Any], figures: Sequence[Path], config: Re
     runs = results.get("runs", {})
     sim_runs = [w for w, i in runs.items() if i.get("simulated")]
     if results.get("simulated") and len(sim_runs) == len(runs):
-        b.append(Block("banner", "SIMULATED DATA: every number and figure in this report comes from the bege-psd detector simulation, not from a measurement."))
+        b.append(
+            Block(
+                "banner",
+                "SIMULATED DATA: every number and figure in this report comes from the bege-psd detector simulation, not from a measurement.",
+            )
+        )
     elif results.get("simulated"):
         real = [w for w in runs if w not in sim_runs]
-        b.append(Block("banner", f"SIMULATED DATA: the {' and '.join(sim_runs)} run(s) are simulated (bege-psd detector simulation); the {' and '.join(real)} run(s) are measured. Results that depend on a simulated run (every model trained on it) are marked SIMULATED DATA."))
+        b.append(
+            Block(
+                "banner",
+                f"SIMULATED DATA: the {' and '.join(sim_runs)} run(s) are simulated (bege-psd detector simulation); the {' and '.join(real)} run(s) are measured. Results that depend on a simulated run (every model trained on it) are marked SIMULATED DATA.",
+            )
+        )
     b.append(Block("heading", "Runs"))
     rows: Any = []
     for which, info in runs.items():
         meta = info.get("metadata", {})
-        rows.append((which, info.get("path", "(not available)"), "simulated: " + f"{info.get('source')}, {info.get('n_events')} events, seed {info.get('seed')}" if info.get("simulated") else "measured", _fmt(meta.get("live_time_s"), d)))
+        rows.append(
+            (
+                which,
+                info.get("path", "(not available)"),
+                "simulated: "
+                + f"{info.get('source')}, {info.get('n_events')} events, seed {info.get('seed')}"
+                if info.get("simulated")
+                else "measured",
+                _fmt(meta.get("live_time_s"), d),
+            )
+        )
     b.append(Block("table", header=("run", "path", "origin", "live time [s]"), rows=tuple(rows)))
 
     stages = results.get("stages", [])
     b.append(Block("heading", "Stages"))
-    b.append(Block("table", header=("stage", "status", "seconds", "detail"), rows=tuple((s["name"], {"skipped": "up to date (skipped)"}.get(s["status"], s["status"]), _fmt(round(s.get("seconds", 0.0), 1)), s.get("detail", "")) for s in stages)))
+    b.append(
+        Block(
+            "table",
+            header=("stage", "status", "seconds", "detail"),
+            rows=tuple(
+                (
+                    s["name"],
+                    {"skipped": "up to date (skipped)"}.get(s["status"], s["status"]),
+                    _fmt(round(s.get("seconds", 0.0), 1)),
+                    s.get("detail", ""),
+                )
+                for s in stages
+            ),
+        )
+    )
     missing = [s["name"] for s in stages if s["status"] in ("missing", "failed")]
     if missing:
-        b.append(Block("text", "**Stages missing or failed:** " + ", ".join(missing) + ". Their results are absent from this report (see the detail column)."))
+        b.append(
+            Block(
+                "text",
+                "**Stages missing or failed:** "
+                + ", ".join(missing)
+                + ". Their results are absent from this report (see the detail column).",
+            )
+        )
 
     apply = results.get("apply", {})
     if apply:
@@ -132,10 +177,38 @@ def build_blocks(results: Mapping[str, Any], figures: Sequence[Path], config: Re
         rows = []
         for which, r in apply.items():
             acc = r.get("accounting", {})
-            flagged = ", ".join(f"{k}: {_fmt(v)}" for k, v in acc.get("flagged", {}).items() if v) or "none"
-            quality = ", ".join(f"{k}: {_fmt(v)}" for k, v in acc.get("quality", {}).items() if v) or "none"
-            rows.append((which, _fmt(acc.get("read")), flagged, quality, _fmt(acc.get("in_range")), *(_fmt(acc.get("kept", {}).get(s)) for s in sels)))
-        b.append(Block("table", header=("run", "read", "DAQ flags", "quality flags", "in [300, 2700] keV", *(f"kept {NAMES.get(s, s)}" for s in sels)), rows=tuple(rows)))
+            flagged = (
+                ", ".join(f"{k}: {_fmt(v)}" for k, v in acc.get("flagged", {}).items() if v)
+                or "none"
+            )
+            quality = (
+                ", ".join(f"{k}: {_fmt(v)}" for k, v in acc.get("quality", {}).items() if v)
+                or "none"
+            )
+            rows.append(
+                (
+                    which,
+                    _fmt(acc.get("read")),
+                    flagged,
+                    quality,
+                    _fmt(acc.get("in_range")),
+                    *(_fmt(acc.get("kept", {}).get(s)) for s in sels),
+                )
+            )
+        b.append(
+            Block(
+                "table",
+                header=(
+                    "run",
+                    "read",
+                    "DAQ flags",
+                    "quality flags",
+                    "in [300, 2700] keV",
+                    *(f"kept {NAMES.get(s, s)}" for s in sels),
+                ),
+                rows=tuple(rows),
+            )
+        )
         rows = []
         for which, r in apply.items():
             acc = r.get("accounting", {})
@@ -145,10 +218,39 @@ def build_blocks(results: Mapping[str, Any], figures: Sequence[Path], config: Re
                 scored = acc.get("scored", {}).get(s)
                 if scored is None:
                     continue
-                rows.append((which, NAMES.get(s, s), _fmt(n_in), _fmt(kept), _fmt(scored - kept), _fmt(n_in - scored), _fmt(kept / n_in if n_in else float("nan"), d)))
+                rows.append(
+                    (
+                        which,
+                        NAMES.get(s, s),
+                        _fmt(n_in),
+                        _fmt(kept),
+                        _fmt(scored - kept),
+                        _fmt(n_in - scored),
+                        _fmt(kept / n_in if n_in else float("nan"), d),
+                    )
+                )
         if rows:
-            b.append(Block("table", header=("run", "selector", "in range", "kept", "rejected", "not scored (flagged, no pulse)", "kept fraction"), rows=tuple(rows)))
-        b.append(Block("text", "Nothing is dropped: in range = kept + rejected + not scored, for every selector. Flagged events stay in the friend tree with a NaN score (not kept); 'kept' counts events in the energy range with score >= threshold."))
+            b.append(
+                Block(
+                    "table",
+                    header=(
+                        "run",
+                        "selector",
+                        "in range",
+                        "kept",
+                        "rejected",
+                        "not scored (flagged, no pulse)",
+                        "kept fraction",
+                    ),
+                    rows=tuple(rows),
+                )
+            )
+        b.append(
+            Block(
+                "text",
+                "Nothing is dropped: in range = kept + rejected + not scored, for every selector. Flagged events stay in the friend tree with a NaN score (not kept); 'kept' counts events in the energy range with score >= threshold.",
+            )
+        )
 
     analysis = results.get("analysis", {})
     t2 = analysis.get("table2")
@@ -169,8 +271,27 @@ def build_blocks(results: Mapping[str, Any], figures: Sequence[Path], config: Re
                 )
             )
         width = t2[0].get("bin_width_kev")
-        b.append(Block("table", header=("selection", "P/C max-bin", "x orig.", "P/C fit [1/keV]", "x orig.", "peak survival", "paper (max-bin)"), rows=tuple(rows)))
-        b.append(Block("text", f"P/C max-bin: the paper's definition, highest single-bin count in [660, 670] keV over the counts in [355, 450] keV (bin width {_fmt(width)} keV here; the paper used 1-ADC-channel bins, so absolute values differ with binning). P/C fit: fitted net 137Cs area (Gaussian + step + linear, binned likelihood) over the Compton counts per keV in [355, 450] keV; bin-width independent. Peak survival: fitted area after the cut over before. A cut is only useful if the ratio improves at a reasonable peak survival."))
+        b.append(
+            Block(
+                "table",
+                header=(
+                    "selection",
+                    "P/C max-bin",
+                    "x orig.",
+                    "P/C fit [1/keV]",
+                    "x orig.",
+                    "peak survival",
+                    "paper (max-bin)",
+                ),
+                rows=tuple(rows),
+            )
+        )
+        b.append(
+            Block(
+                "text",
+                f"P/C max-bin: the paper's definition, highest single-bin count in [660, 670] keV over the counts in [355, 450] keV (bin width {_fmt(width)} keV here; the paper used 1-ADC-channel bins, so absolute values differ with binning). P/C fit: fitted net 137Cs area (Gaussian + step + linear, binned likelihood) over the Compton counts per keV in [355, 450] keV; bin-width independent. Peak survival: fitted area after the cut over before. A cut is only useful if the ratio improves at a reasonable peak survival.",
+            )
+        )
     for which in ("calibration", "sample"):
         lines = analysis.get(f"lines_{which}")
         if not lines:
@@ -178,29 +299,120 @@ def build_blocks(results: Mapping[str, Any], figures: Sequence[Path], config: Re
         names = sorted({n for per in lines.values() for n in per})
         sels = [s for s in lines if s != "original"]
         b.append(Block("heading", f"Survival fractions, {which} run" + sim))
-        rows = tuple((n, _fmt(lines["original"].get(n, {}).get("net"), d), *(_pm(lines[s].get(n, {}).get("fraction"), lines[s].get(n, {}).get("error"), d) for s in sels)) for n in names)
-        b.append(Block("table", header=("line", "net counts (no cut)", *(NAMES.get(s, s) for s in sels)), rows=rows))
+        rows = tuple(
+            (
+                n,
+                _fmt(lines["original"].get(n, {}).get("net"), d),
+                *(
+                    _pm(lines[s].get(n, {}).get("fraction"), lines[s].get(n, {}).get("error"), d)
+                    for s in sels
+                ),
+            )
+            for n in names
+        )
+        b.append(
+            Block(
+                "table",
+                header=("line", "net counts (no cut)", *(NAMES.get(s, s) for s in sels)),
+                rows=rows,
+            )
+        )
         b.append(Block("heading", f"Minimum detectable activity, {which} run" + sim, level=3))
+
         def mda(s: str, n: str, lines: Mapping[str, Any] = lines) -> str:
             v = lines[s].get(n, {})
             return _fmt(v.get("mda_relative"), d) + (" †" if v.get("survival_from") else "")
 
-        rows = tuple((n, _fmt(lines["original"].get(n, {}).get("currie_ld_counts"), d), *(mda(s, n) for s in sels)) for n in names)
-        refs = sorted({v["survival_from"] for per in lines.values() for v in per.values() if v.get("survival_from")})
-        b.append(Block("table", header=("line", "Currie L_D [counts] (no cut)", *(f"MDA {NAMES.get(s, s)} / no cut" for s in sels)), rows=rows))
-        b.append(Block("text", "Net counts are sideband-subtracted (window ±2 keV; sidebands of 2 keV each beside it, or [1568, 1578] and [1600, 1610] keV for the DEP / 228Ac doublet, scaled to the window width). L_D = 2.71 + 4.65 sqrt(B) (Currie 1968); the MDA scales as L_D / (efficiency x peak survival), so the ratio after/before a cut is (L_D,cut / survival) / L_D,orig. Below 1 means the cut makes the line easier to detect." + (f" † line not visible before the cut: its peak survival is taken from {', '.join(refs)}." if refs else "")))
+        rows = tuple(
+            (
+                n,
+                _fmt(lines["original"].get(n, {}).get("currie_ld_counts"), d),
+                *(mda(s, n) for s in sels),
+            )
+            for n in names
+        )
+        refs = sorted(
+            {
+                v["survival_from"]
+                for per in lines.values()
+                for v in per.values()
+                if v.get("survival_from")
+            }
+        )
+        b.append(
+            Block(
+                "table",
+                header=(
+                    "line",
+                    "Currie L_D [counts] (no cut)",
+                    *(f"MDA {NAMES.get(s, s)} / no cut" for s in sels),
+                ),
+                rows=rows,
+            )
+        )
+        b.append(
+            Block(
+                "text",
+                "Net counts are sideband-subtracted (window ±2 keV; sidebands of 2 keV each beside it, or [1568, 1578] and [1600, 1610] keV for the DEP / 228Ac doublet, scaled to the window width). L_D = 2.71 + 4.65 sqrt(B) (Currie 1968); the MDA scales as L_D / (efficiency x peak survival), so the ratio after/before a cut is (L_D,cut / survival) / L_D,orig. Below 1 means the cut makes the line easier to detect."
+                + (
+                    f" † line not visible before the cut: its peak survival is taken from {', '.join(refs)}."
+                    if refs
+                    else ""
+                ),
+            )
+        )
     be7 = analysis.get("be7")
     if be7 and any(be7.values()):
         b.append(Block("heading", "7Be 477.6 keV significance" + sim))
-        rows = tuple((NAMES.get(s, s), _pm(v.get("net"), v.get("net_err"), d), _fmt(v.get("bkg"), d), _fmt(v.get("significance"), d)) for s, v in be7.items() if v)
-        b.append(Block("table", header=("selection", "net counts", "background counts", "significance [sigma]"), rows=rows))
-        b.append(Block("text", "Significance = net / sqrt(B + var(B)) with B estimated from the sidebands."))
+        rows = tuple(
+            (
+                NAMES.get(s, s),
+                _pm(v.get("net"), v.get("net_err"), d),
+                _fmt(v.get("bkg"), d),
+                _fmt(v.get("significance"), d),
+            )
+            for s, v in be7.items()
+            if v
+        )
+        b.append(
+            Block(
+                "table",
+                header=("selection", "net counts", "background counts", "significance [sigma]"),
+                rows=rows,
+            )
+        )
+        b.append(
+            Block(
+                "text", "Significance = net / sqrt(B + var(B)) with B estimated from the sidebands."
+            )
+        )
     roc = analysis.get("roc_labels")
     if roc:
         b.append(Block("heading", "Classification quality on the 232Th run" + sim))
         truth = analysis.get("roc_truth", {})
-        rows = tuple((NAMES.get(s, s), _fmt(r.get("auc"), d), _fmt(truth.get(s, {}).get("auc"), d), _fmt(r.get("n_pos")), _fmt(r.get("n_neg"))) for s, r in roc.items())
-        b.append(Block("table", header=("selector", "AUC (energy-window labels)", "AUC (truth: n_sites > 1)", "MSE-window events", "SSE-window events"), rows=rows))
+        rows = tuple(
+            (
+                NAMES.get(s, s),
+                _fmt(r.get("auc"), d),
+                _fmt(truth.get(s, {}).get("auc"), d),
+                _fmt(r.get("n_pos")),
+                _fmt(r.get("n_neg")),
+            )
+            for s, r in roc.items()
+        )
+        b.append(
+            Block(
+                "table",
+                header=(
+                    "selector",
+                    "AUC (energy-window labels)",
+                    "AUC (truth: n_sites > 1)",
+                    "MSE-window events",
+                    "SSE-window events",
+                ),
+                rows=rows,
+            )
+        )
     models = results.get("models", {})
     if models:
         b.append(Block("heading", "Models' provenance"))
@@ -208,15 +420,58 @@ def build_blocks(results: Mapping[str, Any], figures: Sequence[Path], config: Re
         for name, m in models.items():
             versions = m.get("versions", {})
             summ = m.get("summary", {})
-            train = "; ".join(f"{k} {_fmt(v, d)}" for k, v in summ.items() if not isinstance(v, dict))
-            rows.append((NAMES.get(name, name), m.get("path", ""), _fmt(m.get("threshold"), d), m.get("config_hash", "-"), ", ".join(f"{k} {v}" for k, v in versions.items()) or "-", _fmt(m.get("n_train_table")), train or "-"))
-        b.append(Block("table", header=("selector", "model file", "threshold", "config hash", "versions", "training table events", "training summary"), rows=tuple(rows)))
-        b.append(Block("text", "Models were trained on the calibration run" + (" (SIMULATED DATA)." if runs.get("calibration", {}).get("simulated") else ".")))
+            train = "; ".join(
+                f"{k} {_fmt(v, d)}" for k, v in summ.items() if not isinstance(v, dict)
+            )
+            rows.append(
+                (
+                    NAMES.get(name, name),
+                    m.get("path", ""),
+                    _fmt(m.get("threshold"), d),
+                    m.get("config_hash", "-"),
+                    ", ".join(f"{k} {v}" for k, v in versions.items()) or "-",
+                    _fmt(m.get("n_train_table")),
+                    train or "-",
+                )
+            )
+        b.append(
+            Block(
+                "table",
+                header=(
+                    "selector",
+                    "model file",
+                    "threshold",
+                    "config hash",
+                    "versions",
+                    "training table events",
+                    "training summary",
+                ),
+                rows=tuple(rows),
+            )
+        )
+        b.append(
+            Block(
+                "text",
+                "Models were trained on the calibration run"
+                + (" (SIMULATED DATA)." if runs.get("calibration", {}).get("simulated") else "."),
+            )
+        )
     if figures:
         b.append(Block("heading", "Figures" + sim))
         for f in figures:
-            b.append(Block("figure", _caption(f.stem) + (" — Simulation" if results.get("simulated") else ""), path=str(f)))
-    b.append(Block("text", f"Configuration hash: `{results.get('config_hash', '-')}`. Results folder files: friends/ (ROOT friend trees, tree PSD), spectra/, export/ (TH1D, N42, Spe), figures/, models/, results.json."))
+            b.append(
+                Block(
+                    "figure",
+                    _caption(f.stem) + (" — Simulation" if results.get("simulated") else ""),
+                    path=str(f),
+                )
+            )
+    b.append(
+        Block(
+            "text",
+            f"Configuration hash: `{results.get('config_hash', '-')}`. Results folder files: friends/ (ROOT friend trees, tree PSD), spectra/, export/ (TH1D, N42, Spe), figures/, models/, results.json.",
+        )
+    )
     return b
 
 
@@ -289,7 +544,9 @@ def render_html(blocks: Sequence[Block], root: Path, *, embed: bool, title: str)
             body.append(f"<p>{text}</p>")
         elif blk.kind == "table":
             head = "".join(f"<th>{e(h)}</th>" for h in blk.header)
-            rows = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in blk.rows)
+            rows = "".join(
+                "<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in blk.rows
+            )
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
         elif blk.kind == "figure":
             p = Path(blk.path)
@@ -297,7 +554,9 @@ def render_html(blocks: Sequence[Block], root: Path, *, embed: bool, title: str)
                 src = "data:image/png;base64," + base64.b64encode(p.read_bytes()).decode("ascii")
             else:
                 src = e(os.path.relpath(p, root))
-            body.append(f'<figure><img src="{src}" alt="{e(blk.text)}"><figcaption>{e(blk.text)}</figcaption></figure>')
+            body.append(
+                f'<figure><img src="{src}" alt="{e(blk.text)}"><figcaption>{e(blk.text)}</figcaption></figure>'
+            )
     style = (
         "body{font-family:sans-serif;max-width:70em;margin:2em auto;padding:0 1em}"
         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:.25em .6em;text-align:right}"
@@ -306,7 +565,7 @@ def render_html(blocks: Sequence[Block], root: Path, *, embed: bool, title: str)
         "figure{margin:1.5em 0}figcaption{font-style:italic}"
     )
     return (
-        f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{e(title)}</title>"
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{e(title)}</title>'
         f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
     )
 
@@ -332,7 +591,11 @@ def write_report(
             msg = f"{root} has no results.json; run `bege-psd run CONFIG` first"
             raise BegePsdError(msg)
         results = json.loads(p.read_text())
-    figures = sorted((root / "figures").glob(f"*.{config.image_format}")) if (root / "figures").is_dir() else []
+    figures = (
+        sorted((root / "figures").glob(f"*.{config.image_format}"))
+        if (root / "figures").is_dir()
+        else []
+    )
     blocks = build_blocks(results, figures, config)
     md_path = html_path = None
     if "md" in config.formats:
@@ -340,5 +603,7 @@ def write_report(
         atomic_write_text(md_path, render_markdown(blocks, root))
     if "html" in config.formats:
         html_path = root / "report.html"
-        atomic_write_text(html_path, render_html(blocks, root, embed=config.embed_images, title=config.title))
+        atomic_write_text(
+            html_path, render_html(blocks, root, embed=config.embed_images, title=config.title)
+        )
     return md_path, html_path
