@@ -557,13 +557,16 @@ def make_all(
                     or 4.0
                 )
                 dsp = cfg.get("dsp", {})
-                smooth = (int(dsp.get("sg_window", 19)), int(dsp.get("sg_order", 2)))
+                # the [dsp] keys of DSPConfig, so the figure shows the filters the features used
+                smooth = (int(dsp.get("smooth_window", 19)), int(dsp.get("smooth_order", 2)))
+                derivative = (int(dsp.get("current_window", 19)), int(dsp.get("current_order", 13)))
                 out(
                     savgol_example(
                         z["sse"][0],
                         z["mse"][0],
                         sample_period_ns=float(period),
                         smooth=smooth,
+                        derivative=derivative,
                         simulated=simulated.get("calibration", True),
                     ),
                     "fig10_savgol_sse_mse",
