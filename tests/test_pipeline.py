@@ -121,6 +121,64 @@ def test_friend_tree_is_entry_aligned_and_accounted(tiny):
             assert z["all"].sum() == inside
 
 
+@pytest.mark.dask
+def test_apply_on_dask_equals_local(tiny):
+    """``[run] executor = "dask"`` (LocalCluster, 2 workers): the apply stage computes features,
+    energies and scores on the workers, and its friend trees and spectra equal the local ones
+    bit for bit (the models, features and calibration are the copied local ones)."""
+    import shutil
+
+    tmp, raw, res = tiny
+    local = tmp / "res_local_copy"
+    shutil.copytree(res.results_dir, local)
+    cfg = {
+        **raw,
+        "run": {
+            **raw["run"],
+            "results_dir": str(local),
+            "figures": False,
+            "executor": "dask",
+            "dask_workers": 2,
+        },
+    }
+    before = {}
+    for which in ("calibration", "sample"):
+        with uproot.open(local / "friends" / f"{which}_psd.root") as f:
+            before[which] = f["PSD"].arrays(library="np")
+        with np.load(local / "spectra" / f"{which}.npz") as z:
+            before[which + "_spectra"] = {k: z[k] for k in z.files}
+    out = run_pipeline(load_config(cfg), progress=False)
+    status = {s.name: s.status for s in out.stages}
+    for name in ("features_calibration", "features_sample", "train_aoe", "train_gmm"):
+        assert status[name] == "skipped", (name, status)
+    assert status["apply_calibration"] == status["apply_sample"] == "ran"
+    assert out.results["apply"]["sample"]["executor"] == "dask"
+    for which in ("calibration", "sample"):
+        with uproot.open(local / "friends" / f"{which}_psd.root") as f:
+            after = f["PSD"].arrays(library="np")
+        assert set(after) == set(before[which])
+        for sel in ("aoe", "gmm"):
+            assert np.isfinite(after[f"score_{sel}"]).sum() > 0
+            np.testing.assert_array_equal(after[f"score_{sel}"], before[which][f"score_{sel}"])
+            np.testing.assert_array_equal(after[f"mask_{sel}"], before[which][f"mask_{sel}"])
+        for name in ("energy_kev", "entry", "flags", "quality"):
+            np.testing.assert_array_equal(after[name], before[which][name])
+        with np.load(local / "spectra" / f"{which}.npz") as z:
+            spectra = {k: z[k] for k in z.files}
+        assert set(spectra) == set(before[which + "_spectra"])
+        for key, counts in spectra.items():
+            np.testing.assert_array_equal(counts, before[which + "_spectra"][key], err_msg=key)
+        assert spectra["all"].sum() > 0
+    assert out.results["apply"]["sample"]["accounting"] == res.results["apply"]["sample"][
+        "accounting"
+    ]
+
+
+def test_executor_is_validated(tmp_path):
+    with pytest.raises(ConfigError, match=r"run\.executor.*'spark'.*'local', 'dask'"):
+        load_config({"run": {"executor": "spark"}})
+
+
 def test_resume_skips_what_matches(tiny):
     tmp, raw, _ = tiny
     again = run_pipeline(load_config(raw), progress=False)

@@ -136,6 +136,17 @@ class RunConfig:
         default=("root", "n42", "spe"), metadata={"doc": "spectrum exports: root, n42, spe"}
     )
     figures: bool = field(default=True, metadata={"doc": "make the mplhep figures"})
+    executor: Literal["local", "dask"] = field(
+        default="local",
+        metadata={"doc": "where the apply stage (scores, spectra) runs: here, or on dask"},
+    )
+    scheduler: str = field(
+        default="",
+        metadata={"doc": "dask scheduler address (tcp://host:8786); '' = a LocalCluster here"},
+    )
+    dask_workers: int = field(
+        default=2, metadata={"min": 1, "doc": "workers of the LocalCluster (no scheduler given)"}
+    )
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.selectors if s not in SELECTORS]
@@ -695,35 +706,205 @@ def _stage_train(ctx: _Context, name: str, cal_path: Path) -> dict[str, Any]:
     return prov
 
 
-def _hist_add(
-    store: dict[str, NDArray[np.float64]],
-    key: str,
-    values: NDArray[np.float64],
-    edges: NDArray[np.float64],
+def _apply_spec(ctx: _Context, selectors: Sequence[str], *, for_workers: bool) -> Any:
+    """The :class:`bege_psd.stream.StreamSpec` of the apply stage.
+
+    Its binning is the pipeline's (``[run] bin_width_kev`` up to ``energy_max_kev``); with
+    ``for_workers`` it also names the calibration, SSE template and ``[dsp]`` options, so that
+    a dask worker can compute features, energies and scores from the waveforms alone."""
+    from . import stream
+
+    bw = ctx.run.bin_width_kev
+    n_bins = round(ctx.run.energy_max_kev / bw)
+    spec = stream.StreamSpec(
+        selectors={name: str(_model_path(ctx, name)) for name in selectors},
+        bins_kev=n_bins,
+        range_kev=(0.0, n_bins * bw),
+        keep_fields=("flags",),
+    )
+    if not for_workers:
+        return spec
+    data = json.loads(ctx.path("calibration.json").read_text())
+    if "calibration" not in data:
+        msg = (
+            f"{ctx.path('calibration.json')}: holds only run.info coefficients; "
+            "run.executor = 'dask' needs a bege_psd.calib calibration (use executor = 'local')"
+        )
+        raise ConfigError(msg)
+    tmpl = ctx.path("models", "sse_template.npz")
+    return dataclasses.replace(
+        spec,
+        calibration=data["calibration"],
+        template=str(tmpl) if tmpl.exists() else None,
+        dsp=to_mapping(ctx.config.section("dsp")),
+    )
+
+
+def _dask_read_options(ctx: _Context) -> dict[str, Any]:
+    """``[io]`` options the dask partitions honour; anything else is refused, not ignored."""
+    from .io.options import ReadOptions
+
+    io_cfg = ctx.config.section("io")
+    default = ReadOptions()
+    honoured = ("step_size", "sample_period_ns", "polarity")
+    other = [
+        f.name
+        for f in dataclasses.fields(io_cfg)
+        if f.name not in honoured and getattr(io_cfg, f.name) != getattr(default, f.name)
+    ]
+    if other:
+        msg = (
+            f"io.{other[0]} = {getattr(io_cfg, other[0])!r}: run.executor = 'dask' reads "
+            "partitions with the default [io] options (only sample_period_ns and polarity "
+            "may be set); use executor = 'local'"
+        )
+        raise ConfigError(msg)
+    return {k: getattr(io_cfg, k) for k in honoured[1:] if getattr(io_cfg, k) is not None}
+
+
+def _local_tables(
+    ctx: _Context, which: str, run_path: Path, selectors: Sequence[str], spec: Any
+) -> Iterator[tuple[Any, Any]]:
+    """``(event table, chunk)`` per chunk: features from ``features/<run>.root`` (computed
+    once by the features stage, not again), the run's waveforms for the selectors that read
+    them, and ``score_<sel>`` / ``kept_<sel>`` exactly as :func:`bege_psd.stream.analyse_chunk`
+    forms them (``score >= threshold``; a NaN score is not kept)."""
+    import awkward as ak
+    import uproot
+
+    from .stream import _selector
+
+    feats_path = ctx.path("features", f"{which}.root")
+    start = 0
+    with uproot.open(feats_path) as feat_file:
+        feat_tree = feat_file["Features"]
+        for chunk in _iterate(ctx, run_path, f"{which}: apply"):
+            stop = start + len(chunk)
+            f = feat_tree.arrays(entry_start=start, entry_stop=stop, library="ak")
+            if len(f) != len(chunk):
+                msg = (
+                    f"{feats_path}: holds {start + len(f)} feature rows but {run_path} has at "
+                    f"least {stop} events; the run changed after the features stage "
+                    f"(delete {feats_path})"
+                )
+                raise BegePsdError(msg)
+            view = chunk
+            for name in f.fields:
+                if name not in ("entry", "flags"):
+                    view = ak.with_field(view, f[name], name)
+            _set_attrs(view, chunk.attrs)
+            cols: dict[str, Any] = {k: f[k] for k in f.fields if k != "entry"}
+            for name in selectors:
+                sel = _selector(spec.selectors[name])
+                score = np.asarray(sel.score(view), dtype=np.float64)
+                with np.errstate(invalid="ignore"):
+                    cols[f"kept_{name}"] = score >= float(sel.threshold)
+                cols[f"score_{name}"] = score
+            yield ak.zip(cols, depth_limit=1), chunk
+            start = stop
+
+
+def _dask_tables(
+    ctx: _Context, which: str, run_path: Path, spec: Any
+) -> Iterator[tuple[Any, None]]:
+    """``(event table, None)`` per partition, computed by :func:`bege_psd.stream.analyse_chunk`
+    on dask workers (features from the waveforms, energy, scores) and returned in entry order."""
+    from . import stream
+
+    tables: Iterator[Any] = stream.iterate_dask(
+        run_path,
+        spec,
+        ctx.run.chunk_size,
+        scheduler=ctx.run.scheduler or None,
+        n_workers=ctx.run.dask_workers,
+        **_dask_read_options(ctx),
+    )
+    if ctx.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(
+            total=_count_events(run_path, ctx.config.section("io")),
+            desc=f"{which}: apply (dask)",
+            unit="ev",
+            unit_scale=True,
+            leave=False,
+        )
+        with bar:
+            for t in tables:
+                bar.update(len(t))
+                yield t, None
+        return
+    for t in tables:
+        yield t, None
+
+
+def _friend_columns(table: Any, selectors: Sequence[str]) -> dict[str, NDArray[Any]]:
+    """Friend-tree branches of an event table: features, ``energy_kev``, ``flags``, and per
+    selector ``score_<sel>`` (float32) and ``mask_<sel>``; the same for both executors."""
+    cols: dict[str, NDArray[Any]] = {}
+    for name in table.fields:
+        if name == "energy_adc" or name.startswith(("kept_", "score_")):
+            continue
+        arr = _np(table[name], None)
+        if arr.ndim == 1:
+            cols[name] = arr
+    cols["flags"] = cols["flags"].astype(np.uint32, copy=False)
+    for name in selectors:
+        cols[f"score_{name}"] = _np(table[f"score_{name}"], np.float32)
+        cols[f"mask_{name}"] = _np(table[f"kept_{name}"], bool)
+    return cols
+
+
+def _account(
+    acc: dict[str, Any],
+    cols: Mapping[str, NDArray[Any]],
+    selectors: Sequence[str],
+    energy_range: tuple[float, float],
+    decode: Callable[..., Any] | None,
+    quality_bits: Any,
 ) -> None:
-    counts, _ = np.histogram(values[np.isfinite(values)], bins=edges)
-    store[key] = store.get(key, np.zeros(edges.size - 1)) + counts
+    """Add one chunk to the event accounting (read, in range, flagged, quality, kept)."""
+    energy = cols["energy_kev"].astype(np.float64)
+    ok_range = (energy >= energy_range[0]) & (energy <= energy_range[1])
+    acc["read"] += energy.size
+    acc["in_range"] += int(ok_range.sum())
+    flags = cols["flags"]
+    if decode is not None:
+        for reason, m in decode(flags).items():
+            acc["flagged"][reason] = acc["flagged"].get(reason, 0) + int(np.count_nonzero(m))
+    else:
+        acc["flagged"]["any_flag"] = acc["flagged"].get("any_flag", 0) + int(
+            np.count_nonzero(flags)
+        )
+    if "quality" in cols and quality_bits is not None:
+        q = cols["quality"].astype(np.uint32)
+        for bit in quality_bits:
+            acc["quality"][bit.name] = acc["quality"].get(bit.name, 0) + int(
+                np.count_nonzero(q & int(bit.value))
+            )
+    for name in selectors:
+        acc["kept"][name] += int(np.count_nonzero(cols[f"mask_{name}"] & ok_range))
+        acc["scored"][name] += int(np.count_nonzero(np.isfinite(cols[f"score_{name}"]) & ok_range))
 
 
 def _stage_apply(
     ctx: _Context, which: str, run_path: Path, selectors: Sequence[str]
 ) -> dict[str, Any]:
-    """Score every event with every selector; friend tree + spectra + accounting."""
-    import awkward as ak
+    """Score every event with every selector; friend tree + spectra + accounting.
 
+    ``[run] executor = "local"``: chunk by chunk here, reading the features stage's output.
+    ``"dask"``: the chunks' features, energies and scores are computed on dask workers by
+    :func:`bege_psd.stream.analyse_chunk` (from the waveforms: a worker needs only the run, the
+    models, the calibration and the template); the tables come back in entry order and the
+    friend tree, spectra and accounting are written here by the same code as for the local
+    executor, so both give identical outputs (tested). Spectra are filled by
+    :func:`bege_psd.stream.spectra_of` in both cases.
+    """
+    from . import stream
     from .io.friend import FriendWriter
-    from .select.base import load_selector
 
-    loaded = {name: load_selector(_model_path(ctx, name)) for name in selectors}
-    feats_path = ctx.path("features", f"{which}.root")
-    import uproot
-
-    feat_file = uproot.open(feats_path)
-    feat_tree = feat_file["Features"]
-    edges = np.arange(
-        0.0, ctx.run.energy_max_kev + ctx.run.bin_width_kev / 2, ctx.run.bin_width_kev
-    )
-    spectra: dict[str, NDArray[np.float64]] = {}
+    dask = ctx.run.executor == "dask"
+    spec = _apply_spec(ctx, selectors, for_workers=dask)
     lo, hi = ctx.config.section("labels").energy_range
     acc: dict[str, Any] = {
         "read": 0,
@@ -741,67 +922,48 @@ def _stage_apply(
         decode = _import("bege_psd.io.flags:decode")
     with contextlib.suppress(_Missing):
         quality_bits = _import("bege_psd.dsp:Quality")
+    spectra: dict[str, Any] = {}
+    tables = (
+        _dask_tables(ctx, which, run_path, spec)
+        if dask
+        else _local_tables(ctx, which, run_path, selectors, spec)
+    )
     start = 0
     with FriendWriter(
         out,
         "PSD",
         source=str(run_path),
-        metadata={"stage": "apply", "selectors": list(selectors), "config_hash": ctx.config.hash()},
+        metadata={
+            "stage": "apply",
+            "selectors": list(selectors),
+            "config_hash": ctx.config.hash(),
+            "executor": ctx.run.executor,
+        },
     ) as w:
-        for chunk in _iterate(ctx, run_path, f"{which}: apply"):
-            stop = start + len(chunk)
-            f = feat_tree.arrays(entry_start=start, entry_stop=stop, library="ak")
-            if len(f) != len(chunk):
-                msg = (
-                    f"{feats_path}: holds {start + len(f)} feature rows but {run_path} has at least "
-                    f"{stop} events; the run changed after the features stage (delete {feats_path})"
-                )
-                raise BegePsdError(msg)
-            table = chunk
-            for name in f.fields:
-                if name not in ("entry", "flags"):
-                    table = ak.with_field(table, f[name], name)
-            _set_attrs(table, chunk.attrs)
-            energy = _np(f["energy_kev"])
-            cols = {k: _np(f[k], None) for k in f.fields if k != "entry"}
-            ok_range = (energy >= lo) & (energy <= hi)
-            acc["read"] += len(chunk)
-            acc["in_range"] += int(ok_range.sum())
-            flags = _np(chunk["flags"], np.uint32)
-            if decode is not None:
-                for reason, m in decode(flags).items():
-                    acc["flagged"][reason] = acc["flagged"].get(reason, 0) + int(
-                        np.count_nonzero(m)
-                    )
-            else:
-                acc["flagged"]["any_flag"] = acc["flagged"].get("any_flag", 0) + int(
-                    np.count_nonzero(flags)
-                )
-            if "quality" in cols and quality_bits is not None:
-                q = cols["quality"].astype(np.uint32)
-                for bit in quality_bits:
-                    acc["quality"][bit.name] = acc["quality"].get(bit.name, 0) + int(
-                        np.count_nonzero(q & int(bit.value))
-                    )
-            _hist_add(spectra, "all", energy, edges)
-            for name, sel in loaded.items():
-                score = np.asarray(sel.score(table), dtype=np.float64)
-                with np.errstate(invalid="ignore"):
-                    keep = score >= sel.threshold
-                cols[f"score_{name}"] = score.astype(np.float32)
-                cols[f"mask_{name}"] = keep
-                acc["kept"][name] += int(np.count_nonzero(keep & ok_range))
-                acc["scored"][name] += int(np.count_nonzero(np.isfinite(score) & ok_range))
-                _hist_add(spectra, f"kept_{name}", np.where(keep, energy, np.nan), edges)
-                _hist_add(spectra, f"rejected_{name}", np.where(keep, np.nan, energy), edges)
+        for table, chunk in tables:
+            cols = _friend_columns(table, selectors)
+            _account(acc, cols, selectors, (lo, hi), decode, quality_bits)
+            for key, h in stream.spectra_of(table, spec).items():
+                spectra[key] = spectra[key] + h if key in spectra else h
             w.extend(cols, entry_start=start)
-            if which == "calibration" and len(examples["sse"]) < 3:
-                _collect_examples(chunk, energy, labels_cfg, examples)
-            start = stop
-    feat_file.close()
+            start += len(table)
+            if chunk is not None and which == "calibration" and len(examples["sse"]) < 3:
+                _collect_examples(chunk, cols["energy_kev"], labels_cfg, examples)
+    if dask and which == "calibration":
+        # the workers do not send waveforms back: read the first chunk(s) here for the examples
+        to_kev = _load_calibration(ctx)
+        for i, chunk in enumerate(_iterate(ctx, run_path, "calibration: example pulses")):
+            _collect_examples(chunk, to_kev(_np(chunk["energy_adc"])), labels_cfg, examples)
+            if (len(examples["sse"]) >= 3 and len(examples["mse"]) >= 3) or i >= 2:
+                break
+    if not spectra:  # a run without events: empty spectra of the right shape
+        empty = stream.spectra_of(_empty_table(selectors), spec)
+        spectra = dict(empty)
+    edges = np.asarray(spectra["all"].axes[0].edges, dtype=np.float64)
+    counts = {k: np.asarray(h.values(), dtype=np.float64) for k, h in spectra.items()}
     spec_path = ctx.path("spectra", f"{which}.npz")
     with atomic_path(spec_path) as tmp, tmp.open("wb") as fh:
-        np.savez_compressed(fh, edges=edges, **spectra)  # type: ignore[arg-type]
+        np.savez_compressed(fh, edges=edges, **counts)  # type: ignore[arg-type]
     if which == "calibration" and examples["sse"]:
         ex_path = ctx.path("spectra", "example_pulses.npz")
         with atomic_path(ex_path) as tmp, tmp.open("wb") as fh:
@@ -810,7 +972,21 @@ def _stage_apply(
                 sse=np.stack(examples["sse"]),
                 mse=np.stack(examples["mse"]) if examples["mse"] else np.zeros((0, 0)),
             )
-    return {"friend": str(out), "spectra": str(spec_path), "accounting": acc}
+    return {
+        "friend": str(out),
+        "spectra": str(spec_path),
+        "accounting": acc,
+        "executor": ctx.run.executor,
+    }
+
+
+def _empty_table(selectors: Sequence[str]) -> Any:
+    import awkward as ak
+
+    cols: dict[str, Any] = {"energy_kev": np.zeros(0)}
+    for name in selectors:
+        cols[f"kept_{name}"] = np.zeros(0, dtype=bool)
+    return ak.zip(cols, depth_limit=1)
 
 
 def _collect_examples(
@@ -964,13 +1140,15 @@ def run_pipeline(
                     "selectors": trained,
                     "bin": ctx.run.bin_width_kev,
                     "emax": ctx.run.energy_max_kev,
+                    # identical results either way, but a user asking for dask gets it run
+                    "executor": ctx.run.executor,
                 },
                 outputs=[
                     ctx.path("friends", f"{which}_psd.root"),
                     ctx.path("spectra", f"{which}.npz"),
                 ],
                 func=lambda w=which, q=p: _stage_apply(ctx, w, q, trained),  # type: ignore[misc]
-                code=("select", "io/friend.py"),
+                code=("select", "io/friend.py", "stream.py", "spectrum.py"),
             )
             if r is not None:
                 results.setdefault("apply", {})[which] = r

@@ -20,10 +20,21 @@ def _run(args: argparse.Namespace) -> int:
     from .pipeline import run_pipeline
 
     cfg = load_config(args.config)
-    if args.results_dir:
+    override = {
+        key: value
+        for key, value in (
+            ("results_dir", args.results_dir),
+            ("executor", args.executor),
+            ("scheduler", args.scheduler),
+        )
+        if value
+    }
+    if args.scheduler and not args.executor:
+        override["executor"] = "dask"  # a scheduler address only makes sense with dask
+    if override:
         import dataclasses
 
-        run = dataclasses.replace(cfg.section("run"), results_dir=args.results_dir)
+        run = dataclasses.replace(cfg.section("run"), **override)
         cfg = dataclasses.replace(cfg, sections={**cfg.sections, "run": run})
     progress = not (args.quiet or os.environ.get("CI"))
     res = run_pipeline(cfg, progress=progress, force=args.force)
@@ -84,6 +95,18 @@ def register(subparsers: Any) -> None:
     p.add_argument("config", help="TOML configuration (e.g. config/demo.toml)")
     p.add_argument("--results-dir", help="override [run] results_dir")
     p.add_argument("--force", action="store_true", help="re-run every stage, ignoring stamps")
+    p.add_argument(
+        "--executor",
+        choices=("local", "dask"),
+        help="where the apply stage (features, scores, spectra per chunk) runs; "
+        "overrides [run] executor (default local)",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="dask scheduler address, e.g. tcp://host:8786 (implies --executor dask); "
+        "without it --executor dask starts a LocalCluster of [run] dask_workers processes",
+    )
     p.set_defaults(func=_run)
 
     r = subparsers.add_parser(

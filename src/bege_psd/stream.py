@@ -55,6 +55,7 @@ __all__ = (
     "StreamSpec",
     "analyse_chunk",
     "dask_table",
+    "iterate_dask",
     "plan_partitions",
     "prefetch",
     "process",
@@ -451,6 +452,60 @@ def dask_table(
     meta = ak.Array(probe.layout.to_typetracer(forget_length=True))
     table = dak.from_map(_ReadAndAnalyse(spec), parts, label="bege-psd-analyse", meta=meta)
     return table, len(parts)
+
+
+def iterate_dask(
+    source: Any,
+    spec: StreamSpec,
+    step_size: int = 100_000,
+    *,
+    scheduler: str | None = None,
+    n_workers: int = 2,
+    in_flight: int | None = None,
+    **read_options: Any,
+) -> Iterator[ak.Array]:
+    """Event tables of a run computed on dask, yielded *in entry order* (one per partition).
+
+    Each table equals :func:`analyse_chunk` of the same entry range (the workers run it); use
+    this when the per-event results must come back, e.g. to write an entry-aligned friend tree
+    in this process (``bege_psd.pipeline`` does, for ``bege-psd run --executor dask``). At most
+    ``in_flight`` partitions (default ``2 * n_workers``, at least 2) are computed or held at a
+    time, so memory stays bounded by the partition size. ``scheduler=None`` starts a
+    ``LocalCluster`` of ``n_workers`` single-threaded processes for the duration of the loop.
+    """
+    from .errors import require
+
+    require("dask_awkward", "dask")
+    require("distributed", "dask")
+    from collections import deque
+
+    from distributed import Client, LocalCluster
+
+    tables, _ = dask_table(source, spec, step_size, **read_options)
+    parts = list(tables.to_delayed())
+    window = max(2, in_flight or 2 * n_workers)
+    cluster = None
+    if scheduler is None:
+        cluster = LocalCluster(
+            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+    client = Client(cluster if cluster is not None else scheduler)
+    try:
+        client.run(_worker_setup)
+        pending: deque[Any] = deque()
+        nxt = 0
+        while nxt < len(parts) or pending:
+            while nxt < len(parts) and len(pending) < window:
+                pending.append(client.compute(parts[nxt]))
+                nxt += 1
+            fut = pending.popleft()
+            table = fut.result()
+            fut.release()
+            yield table
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 def _dask(
