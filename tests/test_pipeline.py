@@ -169,9 +169,9 @@ def test_apply_on_dask_equals_local(tiny):
         for key, counts in spectra.items():
             np.testing.assert_array_equal(counts, before[which + "_spectra"][key], err_msg=key)
         assert spectra["all"].sum() > 0
-    assert out.results["apply"]["sample"]["accounting"] == res.results["apply"]["sample"][
-        "accounting"
-    ]
+    assert (
+        out.results["apply"]["sample"]["accounting"] == res.results["apply"]["sample"]["accounting"]
+    )
 
 
 def test_executor_is_validated(tmp_path):

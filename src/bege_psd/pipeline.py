@@ -1176,13 +1176,6 @@ def _all_sections() -> tuple[str, ...]:
 # analysis: fits and figures of merit from the spectra and friend trees
 
 
-def _window_sum(
-    counts: NDArray[np.float64], edges: NDArray[np.float64], lo: float, hi: float
-) -> float:
-    centres = 0.5 * (edges[1:] + edges[:-1])
-    return float(counts[(centres >= lo) & (centres <= hi)].sum())
-
-
 #: sidebands (keV) for lines with a close neighbour: the 208Tl DEP and 228Ac 1588.2 keV sit
 #: 4.3 keV apart, so adjacent sidebands would subtract the other peak
 SIDEBANDS_KEV: dict[float, tuple[tuple[float, float], tuple[float, float]]] = {
@@ -1191,32 +1184,33 @@ SIDEBANDS_KEV: dict[float, tuple[tuple[float, float], tuple[float, float]]] = {
 }
 
 
-def _net_counts(
-    counts: NDArray[np.float64], edges: NDArray[np.float64], e0: float, half_kev: float
-) -> dict[str, float]:
-    """Sideband-subtracted counts of a line: gross in ``e0 +- half``, background from two
-    sidebands (by default of width ``half`` each right outside the window; see
-    :data:`SIDEBANDS_KEV`) scaled to the window width. ``var_bkg`` is the variance of the
-    background estimate."""
-    gross = _window_sum(counts, edges, e0 - half_kev, e0 + half_kev)
+def _net_counts(h: Any, e0: float, half_kev: float) -> dict[str, float]:
+    """Sideband-subtracted counts of a line by :func:`bege_psd.metrics.signal_to_background`:
+    gross in ``e0 +- half``, background interpolated linearly between two sidebands (by default
+    of width ``half`` each right outside the window; see :data:`SIDEBANDS_KEV`). ``var_bkg`` is
+    the variance of the background estimate. With no counts in either sideband the background
+    is 0 (``signal_to_background`` refuses a zero background; a line on an empty continuum is
+    still a line)."""
+    from .metrics import MetricsError, signal_to_background
+    from .spectrum import roi_counts
+
+    window = (e0 - half_kev, e0 + half_kev)
     bands = SIDEBANDS_KEV.get(
         round(e0, 2), ((e0 - 2 * half_kev, e0 - half_kev), (e0 + half_kev, e0 + 2 * half_kev))
     )
-    side = sum(_window_sum(counts, edges, lo, hi) for lo, hi in bands)
-    scale = 2 * half_kev / sum(hi - lo for lo, hi in bands)
-    bkg = scale * side
-    net = gross - bkg
-    var_bkg = scale**2 * side
-    return {
-        "gross": gross,
-        "bkg": bkg,
-        "net": net,
-        "net_err": float(np.sqrt(gross + var_bkg)),
-        "var_bkg": var_bkg,
-    }
+    try:
+        sb = signal_to_background(h, window, bands)
+        bkg, var_bkg = sb.background.value, sb.background.error**2
+        net, net_err = sb.signal.value, sb.signal.error
+    except MetricsError:
+        gross = roi_counts(h, window)
+        bkg, var_bkg, net, net_err = 0.0, 0.0, gross.value, gross.error
+    return {"gross": net + bkg, "bkg": bkg, "net": net, "net_err": net_err, "var_bkg": var_bkg}
 
 
 def _ratio_err(a: float, da: float, b: float, db: float) -> tuple[float, float]:
+    """``a / b`` of two independent quantities with its error (the working-point scan's FEP /
+    Compton counts, disjoint windows; :mod:`bege_psd.metrics` has no public ratio function)."""
     if b <= 0 or a == 0:
         return (float("nan") if b <= 0 else 0.0), float("nan")
     r = a / b
@@ -1224,47 +1218,35 @@ def _ratio_err(a: float, da: float, b: float, db: float) -> tuple[float, float]:
 
 
 def _survival(net_cut: dict[str, float], net_all: dict[str, float]) -> dict[str, float]:
-    """Net-count survival fraction with a binomial-style error on the gross counts."""
+    """Net-count survival by :func:`bege_psd.metrics.survival_fraction` (kept and rejected
+    parts independent, so the error is binomial-correct and carries the sideband subtraction)."""
+    from .metrics import survival_fraction
+
+    out = {"net_all": net_all["net"], "net_kept": net_cut["net"]}
     if net_all["net"] <= 0:
-        return {
-            "fraction": float("nan"),
-            "error": float("nan"),
-            "net_all": net_all["net"],
-            "net_kept": net_cut["net"],
-        }
-    f = net_cut["net"] / net_all["net"]
-    # kept and rejected parts are independent Poisson samples: var(f) from both nets
-    rej_net = net_all["net"] - net_cut["net"]
-    var_k = net_cut["net_err"] ** 2
-    var_r = max(net_all["net_err"] ** 2 - var_k, 0.0)
-    err = float(np.sqrt(rej_net**2 * var_k + net_cut["net"] ** 2 * var_r) / net_all["net"] ** 2)
-    return {
-        "fraction": float(f),
-        "error": err,
-        "net_all": net_all["net"],
-        "net_kept": net_cut["net"],
-    }
+        return {"fraction": float("nan"), "error": float("nan"), **out}
+    f = survival_fraction(
+        (net_cut["net"], net_cut["net_err"]), (net_all["net"], net_all["net_err"])
+    )
+    return {"fraction": f.value, "error": f.error, **out}
 
 
-def _fit_area(
-    counts: NDArray[np.float64],
-    edges: NDArray[np.float64],
-    window: tuple[float, float],
-    peak: float,
-) -> dict[str, Any]:
+def _fit_area(h: Any, cfg: Any) -> dict[str, Any]:
+    """The 137Cs line fitted with ``[metrics] ptc_model`` in ``ptc_fit_window_kev``.
+
+    Kept here rather than :func:`bege_psd.metrics.peak_survival` /
+    :func:`~bege_psd.metrics.compare_peak_to_compton` (``method="area"``) so that each spectrum
+    is fitted once and its diagnostics (validity, chi2, quality warnings) reach the report;
+    the ratios and survivals are then formed by the metrics functions."""
     import warnings
 
     fit_peaks = _import("bege_psd.fit:fit_peaks")
     from .errors import FitError, FitQualityWarning
 
-    centres = 0.5 * (edges[1:] + edges[:-1])
-    sel = (centres >= window[0] - 1) & (centres <= window[1] + 1)
-    idx = np.flatnonzero(sel)
-    sub_edges = edges[idx[0] : idx[-1] + 2]
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", FitQualityWarning)
-            res = fit_peaks((counts[idx], sub_edges), window, "gauss_step", [peak])
+            res = fit_peaks(h, cfg.ptc_fit_window_kev, cfg.ptc_model, [cfg.ptc_peak_kev])
     except FitError as exc:
         return {"ok": False, "error": str(exc)}
     a = res.areas[0]
@@ -1300,38 +1282,55 @@ def _counts(spectra: Mapping[str, Any], selection: str) -> NDArray[np.float64]:
 
 
 def _table2(spectra: Mapping[str, Any], metrics_cfg: Any) -> list[dict[str, Any]]:
-    """137Cs peak-to-Compton, both definitions, per selection (the paper's Table 2)."""
+    """137Cs peak-to-Compton, both definitions, per selection (the paper's Table 2).
+
+    Windows, line energy and fit model come from ``[metrics]``
+    (:class:`bege_psd.metrics.MetricsConfig`); the ratios are
+    :func:`~bege_psd.metrics.peak_to_compton_paper` and
+    :func:`~bege_psd.metrics.peak_to_compton_area`, the peak survival
+    :func:`~bege_psd.metrics.survival_fraction` of the fitted areas, and the improvement
+    factors carry the errors of :func:`~bege_psd.metrics.compare_peak_to_compton` (kept is a
+    subset of all)."""
+    import warnings
+
+    from .errors import FitQualityWarning
+    from .metrics import (
+        MetricsConfig,
+        MetricsError,
+        compare_peak_to_compton,
+        peak_to_compton_area,
+        peak_to_compton_paper,
+        survival_fraction,
+        window_survival,
+    )
+    from .spectrum import roi_counts, roi_mask
+
+    cfg = metrics_cfg if metrics_cfg is not None else MetricsConfig()
     edges = spectra["edges"]
     width = float(edges[1] - edges[0])
-    peak_win = (660.0, 670.0)
-    compton = (355.0, 450.0)
+    h_all = _as_hist(_counts(spectra, "original"), edges)
     rows = []
-    base_area = None
+    fit_all: dict[str, Any] | None = None
     for sel in _selections(spectra):
-        c = _counts(spectra, sel)
-        centres = 0.5 * (edges[1:] + edges[:-1])
-        in_peak = (centres >= peak_win[0]) & (centres <= peak_win[1])
-        n_max = float(c[in_peak].max()) if in_peak.any() else 0.0
-        n_c = _window_sum(c, edges, *compton)
-        pc1, pc1_err = _ratio_err(n_max, np.sqrt(n_max), n_c, np.sqrt(n_c))
-        fit = _fit_area(c, edges, (650.0, 675.0), 661.657)
+        h = h_all if sel == "original" else _as_hist(_counts(spectra, sel), edges)
+        in_peak = roi_mask(h, cfg.ptc_peak_window_kev)
         row: dict[str, Any] = {
             "selection": sel,
-            "peak_max_bin": n_max,
-            "compton_counts": n_c,
-            "pc_maxbin": pc1,
-            "pc_maxbin_err": pc1_err,
+            "peak_max_bin": float(h.values()[in_peak].max()) if in_peak.any() else 0.0,
+            "compton_counts": roi_counts(h, cfg.ptc_compton_window_kev).value,
             "bin_width_kev": width,
         }
-        if fit.get("ok") or "area" in fit:
-            per_kev = n_c / (compton[1] - compton[0])
-            pc2, pc2_err = _ratio_err(
-                fit["area"], fit["area_err"], per_kev, np.sqrt(n_c) / (compton[1] - compton[0])
-            )
+        with contextlib.suppress(MetricsError):  # no Compton counts: no ratio
+            pc = peak_to_compton_paper(h, cfg.ptc_peak_window_kev, cfg.ptc_compton_window_kev)
+            row["pc_maxbin"], row["pc_maxbin_err"] = pc.value, pc.error
+        fit = _fit_area(h, cfg)
+        if "area" in fit:
+            area = (fit["area"], fit["area_err"])
+            with contextlib.suppress(MetricsError):
+                pc2 = peak_to_compton_area(h, area, cfg.ptc_compton_window_kev)
+                row["pc_fit_kev"], row["pc_fit_kev_err"] = pc2.value, pc2.error
             row.update(
                 {
-                    "pc_fit_kev": pc2,
-                    "pc_fit_kev_err": pc2_err,
                     "peak_area": fit["area"],
                     "peak_area_err": fit["area_err"],
                     "fit_valid": fit.get("ok", False),
@@ -1339,23 +1338,34 @@ def _table2(spectra: Mapping[str, Any], metrics_cfg: Any) -> list[dict[str, Any]
                 }
             )
             if sel == "original":
-                base_area = (fit["area"], fit["area_err"])
-            if base_area is not None and base_area[0] > 0:
-                row["peak_survival"] = fit["area"] / base_area[0]
-                # kept counts are a subset of all counts: binomial error on the survival
-                f = row["peak_survival"]
-                row["peak_survival_err"] = (
-                    float(np.sqrt(max(f * (1 - f), 0.0) / base_area[0]))
-                    if 0 <= f <= 1
-                    else float("nan")
-                )
+                fit_all = fit
+            if fit_all is not None and fit_all["area"] > 0:
+                f = survival_fraction(area, (fit_all["area"], fit_all["area_err"]))
+                row["peak_survival"], row["peak_survival_err"] = f.value, f.error
+                if sel != "original":
+                    with contextlib.suppress(MetricsError):
+                        f_c = window_survival(h_all, h, cfg.ptc_compton_window_kev)
+                        # f_peak / f_compton as in compare_peak_to_compton(method="area"),
+                        # from this fit instead of a second one
+                        row["pc_fit_kev_improvement_err"] = _ratio_err(
+                            f.value, f.error, f_c.value, f_c.error
+                        )[1]
         else:
             row["fit_error"] = fit.get("error", "fit failed")
+        if sel != "original":
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", FitQualityWarning)
+                    imp = compare_peak_to_compton(h_all, h, method="paper", config=cfg)
+                row["pc_maxbin_improvement_err"] = imp.factor.error
+            except BegePsdError as exc:
+                row["pc_maxbin_improvement_error"] = str(exc)
         rows.append(row)
     orig = rows[0]
     for row in rows:
         for key in ("pc_maxbin", "pc_fit_kev"):
             if key in row and key in orig and orig[key] and np.isfinite(orig[key]):
+                # = f_peak / f_compton of compare_peak_to_compton (same value, its error above)
                 row[f"{key}_improvement"] = row[key] / orig[key]
     return rows
 
@@ -1365,22 +1375,22 @@ def _line_stats(
     lines: Mapping[str, float],
     half_kev: float,
     always: Sequence[str] = (),
+    k: float = 1.645,
 ) -> dict[str, Any]:
     """Net counts, survival, Currie L_D, significance and relative MDA of each line per cut.
 
     A line not visible (net < 5 sigma) in the uncut spectrum is left out unless it is named
     in ``always`` (a weak line such as 7Be, which a cut is meant to reveal)."""
+    from .metrics import MetricsError, currie_detection_limit, mda_before_after
+
     edges = spectra["edges"]
+    hists = {sel: _as_hist(_counts(spectra, sel), edges) for sel in _selections(spectra)}
+    base = {name: _net_counts(hists["original"], e0, half_kev) for name, e0 in lines.items()}
     out: dict[str, Any] = {}
-    base = {
-        name: _net_counts(_counts(spectra, "original"), edges, e0, half_kev)
-        for name, e0 in lines.items()
-    }
-    for sel in _selections(spectra):
-        c = _counts(spectra, sel)
+    for sel, h in hists.items():
         per: dict[str, Any] = {}
         for name, e0 in lines.items():
-            net = _net_counts(c, edges, e0, half_kev)
+            net = _net_counts(h, e0, half_kev)
             if name not in always and base[name]["net"] < 5 * max(base[name]["net_err"], 1.0):
                 continue  # the line is not visible in this run
             s = (
@@ -1389,7 +1399,10 @@ def _line_stats(
                 else {"fraction": 1.0, "error": 0.0, "net_all": net["net"], "net_kept": net["net"]}
             )
             # Currie (1968) detection limit in counts for the background under the window
-            l_d = 2.71 + 4.65 * float(np.sqrt(max(net["bkg"], 0.0)))
+            l_d = currie_detection_limit(max(net["bkg"], 0.0), k=k)
+            # a counting significance, net / sigma(background), not the likelihood ratio of
+            # metrics.line_significance: it needs no fit, so it exists for every line and cut,
+            # also on these fixed-keV bins (which line_significance warns against for fits)
             sig = (
                 net["net"] / float(np.sqrt(net["bkg"] + net["var_bkg"]))
                 if net["bkg"] > 0
@@ -1405,7 +1418,8 @@ def _line_stats(
                 "significance": sig,
             }
         out[sel] = per
-    # MDA is proportional to L_D / (efficiency x survival); report it relative to the original.
+    # MDA is proportional to L_D / (efficiency x survival); report it relative to the original
+    # (metrics.mda_before_after's ratio; efficiency, emission probability and live time cancel).
     # A weak line's own survival is not measurable: take the strongest visible line's instead
     # (peak survival varies slowly with energy) and say so.
     visible = [
@@ -1421,32 +1435,36 @@ def _line_stats(
             if name not in visible and ref is not None and ref in per:
                 frac = per[ref]["fraction"]
                 d["survival_from"] = ref
-            if o and np.isfinite(frac) and frac > 0:
-                d["mda_relative"] = (d["currie_ld_counts"] / frac) / o["currie_ld_counts"]
+            if o and np.isfinite(frac):
+                try:
+                    d["mda_relative"] = mda_before_after(
+                        max(o["bkg"], 0.0), max(d["bkg"], 0.0), min(frac, 1.0), 1.0, 1.0, 1.0, k=k
+                    ).ratio
+                except MetricsError:  # nothing of the line survives: no finite MDA
+                    d["mda_relative"] = float("nan")
     return out
 
 
 def _auc(score: NDArray[np.float64], positive: NDArray[np.bool_]) -> dict[str, Any]:
-    """ROC curve and AUC (Mann-Whitney) of ``score`` for ``positive`` (MSE) vs the rest."""
+    """ROC curve and AUC of ``score`` for ``positive`` vs the rest
+    (:func:`bege_psd.metrics.roc_curve` and :func:`~bege_psd.metrics.auc` on the events with a
+    finite score; the curve is thinned to at most 201 points for results.json and the figure)."""
+    from .metrics import auc, roc_curve
+
     ok = np.isfinite(score)
     s, y = score[ok], positive[ok]
     n1, n0 = int(y.sum()), int((~y).sum())
     if n1 == 0 or n0 == 0:
         return {"auc": float("nan"), "n_pos": n1, "n_neg": n0}
-    from scipy.stats import rankdata
-
-    ranks = rankdata(s)
-    auc = (ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0)
-    thr = np.quantile(s, np.linspace(0, 1, 101))
-    tpr = [float(np.mean(s[y] >= t)) for t in thr]
-    fpr = [float(np.mean(s[~y] >= t)) for t in thr]
+    fpr, tpr, thr = roc_curve(s, y)
+    keep = np.unique(np.linspace(0, fpr.size - 1, min(fpr.size, 201)).round().astype(int))
     return {
-        "auc": float(auc),
+        "auc": auc(fpr, tpr),
         "n_pos": n1,
         "n_neg": n0,
-        "tpr": tpr,
-        "fpr": fpr,
-        "thresholds": thr.tolist(),
+        "tpr": tpr[keep].tolist(),
+        "fpr": fpr[keep].tolist(),
+        "thresholds": thr[keep].tolist(),
     }
 
 
@@ -1519,16 +1537,18 @@ def _stage_analyse(
         for k, v in PEAKS_KEV.items()
         if not k.startswith(("Tl-208 FEP", "Tl-208 SEP", "Tl-208 DEP", "Ac"))
     }
+    metrics_cfg = ctx.config.section("metrics")
+    k = metrics_cfg.currie_k
     cal = _load_spectra(ctx, "calibration")
     if cal is not None:
-        out["lines_calibration"] = _line_stats(cal, th_lines, half)
+        out["lines_calibration"] = _line_stats(cal, th_lines, half, k=k)
     sample = _load_spectra(ctx, "sample")
     if sample is not None:
         try:
-            out["table2"] = _table2(sample, ctx.config.section("metrics"))
+            out["table2"] = _table2(sample, metrics_cfg)
         except _Missing as exc:
             out["table2_missing"] = str(exc)
-        out["lines_sample"] = _line_stats(sample, sample_lines, half, always=("Be-7 477.6",))
+        out["lines_sample"] = _line_stats(sample, sample_lines, half, always=("Be-7 477.6",), k=k)
         be = out["lines_sample"]
         out["be7"] = {sel: per.get("Be-7 477.6") for sel, per in be.items()}
     out.update(_roc_and_scans(ctx, runs.get("calibration"), selectors))
