@@ -30,6 +30,18 @@ GMM and what follows it.
 Runs are streamed with :func:`bege_psd.io.iterate` (``[run] chunk_size`` events at a time); what
 is kept whole in memory is one float per event and feature (features, scores, masks), never
 the waveforms of a whole run.
+
+Executors (``[run] executor``, ``bege-psd run --executor local|dask [--scheduler ADDRESS]``)
+-------------------------------------------------------------------------------------------
+``local`` runs everything here. ``dask`` runs the *apply* stage's per-chunk work on a
+``dask.distributed`` cluster (``[run] scheduler``, or a ``LocalCluster`` of ``[run]
+dask_workers`` processes): :func:`bege_psd.stream.analyse_chunk` computes features, energies
+and scores from the waveforms on the workers (via :func:`bege_psd.stream.iterate_dask`); the
+tables come back in entry order and the friend tree, spectra
+(:func:`bege_psd.stream.spectra_of`) and accounting are written here by the same code as for
+the local executor, so both give identical outputs (tested). Simulation, calibration, the
+template, the features stage (the calibration run's features train the models) and training
+stay local. The workers must see the run, ``models/`` and the results folder at the same paths.
 """
 
 from __future__ import annotations
