@@ -73,6 +73,7 @@ def child(args: argparse.Namespace) -> None:
     from bege_psd import io, stream
 
     files = [args.file] * args.copies
+    cpu0 = os.times()
     if args.what == "read":
         t0 = time.perf_counter()
         n = sum(len(chunk) for chunk in io.iterate(files, step_size=args.step))
@@ -100,7 +101,20 @@ def child(args: argparse.Namespace) -> None:
         if friend is not None:
             friend.unlink()
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"events": n, "seconds": dt, "events_per_s": n / dt, "peak_rss_mb": rss_mb}))
+    cpu1 = os.times()
+    cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    print(
+        json.dumps(
+            {
+                "events": n,
+                "seconds": dt,
+                "events_per_s": n / dt,
+                "peak_rss_mb": rss_mb,
+                # cores this process actually got (a shared machine gives less than it has)
+                "cpu_per_wall": cpu / dt,
+            }
+        )
+    )
 
 
 def run_child(
@@ -202,6 +216,10 @@ def throughput(prep: dict[str, str], small: int, step: int) -> None:
                 "events_per_s_dask_2workers": round(dask2["events_per_s"]),
                 "reference_events_per_s_io_read_only": round(read["events_per_s"]),
                 "fraction_of_io_ceiling": round(local2["events_per_s"] / read["events_per_s"], 3),
+                "cpu_per_wall_local_2threads": round(local2["cpu_per_wall"], 2),
+                "events_per_cpu_s_local_2threads": round(
+                    local2["events_per_s"] / local2["cpu_per_wall"]
+                ),
                 "target_events_per_s": 100_000,
                 "cores": os.cpu_count(),
             }
