@@ -175,8 +175,20 @@ def test_apply_on_dask_equals_local(tiny):
 
 
 def test_executor_is_validated(tmp_path):
+    import argparse
+
+    from bege_psd.pipeline_cli import register, run_overrides
+
     with pytest.raises(ConfigError, match=r"run\.executor.*'spark'.*'local', 'dask'"):
         load_config({"run": {"executor": "spark"}})
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["run", "c.toml", "--scheduler", "tcp://h:8786"])
+    assert run_overrides(args) == {"executor": "dask", "scheduler": "tcp://h:8786"}
+    args = parser.parse_args(["run", "c.toml", "--executor", "local", "--results-dir", "r"])
+    assert run_overrides(args) == {"executor": "local", "results_dir": "r"}
+    with pytest.raises(SystemExit):
+        parser.parse_args(["run", "c.toml", "--executor", "spark"])
 
 
 def test_resume_skips_what_matches(tiny):

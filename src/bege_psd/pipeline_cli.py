@@ -12,14 +12,12 @@ import os
 import sys
 from typing import Any
 
-__all__ = ("register",)
+__all__ = ("register", "run_overrides")
 
 
-def _run(args: argparse.Namespace) -> int:
-    from .config import load_config
-    from .pipeline import run_pipeline
-
-    cfg = load_config(args.config)
+def run_overrides(args: argparse.Namespace) -> dict[str, str]:
+    """``[run]`` keys set on the command line (``--results-dir``, ``--executor``,
+    ``--scheduler``); a scheduler address alone implies ``executor = "dask"``."""
     override = {
         key: value
         for key, value in (
@@ -30,7 +28,16 @@ def _run(args: argparse.Namespace) -> int:
         if value
     }
     if args.scheduler and not args.executor:
-        override["executor"] = "dask"  # a scheduler address only makes sense with dask
+        override["executor"] = "dask"
+    return override
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .pipeline import run_pipeline
+
+    cfg = load_config(args.config)
+    override = run_overrides(args)
     if override:
         import dataclasses
 
