@@ -152,6 +152,8 @@ def test_apply_on_dask_equals_local(tiny):
     for name in ("features_calibration", "features_sample", "train_aoe", "train_gmm"):
         assert status[name] == "skipped", (name, status)
     assert status["apply_calibration"] == status["apply_sample"] == "ran"
+    # the workers compute the sample's features: its local features stage is not run
+    assert "dask" in {s.name: s.detail for s in out.stages}["features_sample"]
     assert out.results["apply"]["sample"]["executor"] == "dask"
     for which in ("calibration", "sample"):
         with uproot.open(local / "friends" / f"{which}_psd.root") as f:

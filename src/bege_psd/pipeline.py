@@ -40,8 +40,9 @@ and scores from the waveforms on the workers (via :func:`bege_psd.stream.iterate
 tables come back in entry order and the friend tree, spectra
 (:func:`bege_psd.stream.spectra_of`) and accounting are written here by the same code as for
 the local executor, so both give identical outputs (tested). Simulation, calibration, the
-template, the features stage (the calibration run's features train the models) and training
-stay local. The workers must see the run, ``models/`` and the results folder at the same paths.
+template, the calibration run's features stage (they train the models) and training stay
+local; the sample run's features stage is skipped (the workers compute them). The workers
+must see the run, ``models/`` and the results folder at the same paths.
 """
 
 from __future__ import annotations
@@ -1109,8 +1110,15 @@ def run_pipeline(
             optional=True,
             code=("dsp",),
         )
+        on_dask = ctx.run.executor == "dask"
         for which, p in runs.items():
             if p is None:
+                continue
+            if on_dask and which != "calibration":
+                # the dask apply stage computes this run's features on the workers
+                # (stream.analyse_chunk); only the calibration run's train the models here
+                detail = "executor = dask: features computed on the workers by apply"
+                ctx.stages.append(StageRecord(f"features_{which}", "skipped", 0.0, detail))
                 continue
             ctx.stage(
                 # without a template (too few DEP events) l1_to_sse is NaN and the rest goes on
@@ -1144,23 +1152,35 @@ def run_pipeline(
         for which, p in runs.items():
             if p is None:
                 continue
+            # on dask the workers compute the features themselves: the apply stage then
+            # depends on what the features stage would (dsp, calibration, template, input)
             r = ctx.stage(
                 f"apply_{which}",
-                ["labels", "io"],
-                after=[f"features_{which}", *(f"train_{n}" for n in trained)],
+                ["labels", "io", *(["dsp"] if on_dask else [])],
+                after=[
+                    *(["calibrate", f"input_{which}"] if on_dask else [f"features_{which}"]),
+                    *(f"train_{n}" for n in trained),
+                ],
                 extra={
                     "selectors": trained,
                     "bin": ctx.run.bin_width_kev,
                     "emax": ctx.run.energy_max_kev,
                     # identical results either way, but a user asking for dask gets it run
                     "executor": ctx.run.executor,
+                    "template": ctx.stamps.get("template", "none") if on_dask else None,
                 },
                 outputs=[
                     ctx.path("friends", f"{which}_psd.root"),
                     ctx.path("spectra", f"{which}.npz"),
                 ],
                 func=lambda w=which, q=p: _stage_apply(ctx, w, q, trained),  # type: ignore[misc]
-                code=("select", "io/friend.py", "stream.py", "spectrum.py"),
+                code=(
+                    "select",
+                    "io/friend.py",
+                    "stream.py",
+                    "spectrum.py",
+                    *(("dsp",) if on_dask else ()),
+                ),
             )
             if r is not None:
                 results.setdefault("apply", {})[which] = r
