@@ -288,6 +288,32 @@ class _Context:
         self.stages: list[StageRecord] = []
         self.stamps: dict[str, str] = {}
         self.results: dict[str, Any] = {}
+        self._cluster: Any = None
+
+    def dask_scheduler(self) -> str:
+        """Address of the dask scheduler of the apply stages: ``[run] scheduler``, or a
+        ``LocalCluster`` started on first use and shared by both runs' apply stages (so the
+        workers load TensorFlow and the models once); :meth:`close` stops it."""
+        if self.run.scheduler:
+            return self.run.scheduler
+        if self._cluster is None:
+            from .errors import require
+
+            require("distributed", "dask")
+            from distributed import LocalCluster
+
+            self._cluster = LocalCluster(
+                n_workers=self.run.dask_workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+            )
+        return str(self._cluster.scheduler_address)
+
+    def close(self) -> None:
+        if self._cluster is not None:
+            self._cluster.close()
+            self._cluster = None
 
     def path(self, *parts: str) -> Path:
         return self.results_dir.joinpath(*parts)
@@ -828,7 +854,7 @@ def _dask_tables(
         run_path,
         spec,
         ctx.run.chunk_size,
-        scheduler=ctx.run.scheduler or None,
+        scheduler=ctx.dask_scheduler(),
         n_workers=ctx.run.dask_workers,
         **_dask_read_options(ctx),
     )
@@ -1067,123 +1093,126 @@ def run_pipeline(
         json.dumps({k: to_mapping(cfg.section(k)) for k in _all_sections()}, indent=1, default=str)
         + "\n",
     )
-    runs: dict[str, Path | None] = {}
-    run_info: dict[str, Any] = {}
-    for which in RUNS:
-        p, info = _resolve_run(ctx, which)
-        runs[which] = p
-        run_info[which] = info
-    cal = runs["calibration"]
-    results: dict[str, Any] = {"runs": run_info, "config_hash": cfg.hash(*_all_sections())}
-    results["simulated"] = any(info.get("simulated") for info in run_info.values())
-    if cal is not None:
-        for which, p in runs.items():
-            if p is not None:
-                meta = _metadata(p)
-                if meta is not None:
-                    run_info[which]["metadata"] = {
-                        k: getattr(meta, k)
-                        for k in (
-                            "live_time_s",
-                            "real_time_s",
-                            "sample_period_ns",
-                            "record_length",
-                            "run_id",
-                        )
-                        if hasattr(meta, k)
-                    }
-        res = ctx.stage(
-            "calibrate",
-            ["calib", "io"],
-            after=["input_calibration"],
-            outputs=[ctx.path("calibration.json")],
-            func=lambda: _stage_calibrate(ctx, cal),
-            code=("calib.py",),
-        )
-        results["calibration"] = res
-        ctx.stage(
-            "template",
-            ["dsp", "labels", "io"],
-            after=["calibrate"],
-            outputs=[ctx.path("models", "sse_template.npz")],
-            func=lambda: _stage_template(ctx, cal),
-            optional=True,
-            code=("dsp",),
-        )
-        on_dask = ctx.run.executor == "dask"
-        for which, p in runs.items():
-            if p is None:
-                continue
-            if on_dask and which != "calibration":
-                # the dask apply stage computes this run's features on the workers
-                # (stream.analyse_chunk); only the calibration run's train the models here
-                detail = "executor = dask: features computed on the workers by apply"
-                ctx.stages.append(StageRecord(f"features_{which}", "skipped", 0.0, detail))
-                continue
+    try:
+        runs: dict[str, Path | None] = {}
+        run_info: dict[str, Any] = {}
+        for which in RUNS:
+            p, info = _resolve_run(ctx, which)
+            runs[which] = p
+            run_info[which] = info
+        cal = runs["calibration"]
+        results: dict[str, Any] = {"runs": run_info, "config_hash": cfg.hash(*_all_sections())}
+        results["simulated"] = any(info.get("simulated") for info in run_info.values())
+        if cal is not None:
+            for which, p in runs.items():
+                if p is not None:
+                    meta = _metadata(p)
+                    if meta is not None:
+                        run_info[which]["metadata"] = {
+                            k: getattr(meta, k)
+                            for k in (
+                                "live_time_s",
+                                "real_time_s",
+                                "sample_period_ns",
+                                "record_length",
+                                "run_id",
+                            )
+                            if hasattr(meta, k)
+                        }
+            res = ctx.stage(
+                "calibrate",
+                ["calib", "io"],
+                after=["input_calibration"],
+                outputs=[ctx.path("calibration.json")],
+                func=lambda: _stage_calibrate(ctx, cal),
+                code=("calib.py",),
+            )
+            results["calibration"] = res
             ctx.stage(
-                # without a template (too few DEP events) l1_to_sse is NaN and the rest goes on
-                f"features_{which}",
-                ["dsp", "io"],
-                after=["calibrate", f"input_{which}"],
-                extra={"template": ctx.stamps.get("template", "none")},
-                outputs=[ctx.path("features", f"{which}.root")],
-                func=lambda w=which, q=p: _stage_features(ctx, w, q),  # type: ignore[misc]
-                code=("dsp", "io/friend.py"),
-            )
-        available = _select_available(ctx)
-        trained = []
-        for name in available:
-            r = ctx.stage(
-                f"train_{name}",
-                [SELECTORS[name][1], "labels"],
-                after=["features_calibration"],
-                extra={"acm_max": ctx.run.acm_train_max_events, "seed": ctx.run.seed}
-                if name == "acm"
-                else None,
-                outputs=[_model_path(ctx, name)],
-                func=lambda n=name: _stage_train(ctx, n, cal),  # type: ignore[misc]
+                "template",
+                ["dsp", "labels", "io"],
+                after=["calibrate"],
+                outputs=[ctx.path("models", "sse_template.npz")],
+                func=lambda: _stage_template(ctx, cal),
                 optional=True,
-                code=("select",),
+                code=("dsp",),
             )
-            if r is not None:
-                trained.append(name)
-                results.setdefault("models", {})[name] = r
-        results["selectors"] = trained
-        for which, p in runs.items():
-            if p is None:
-                continue
-            # on dask the workers compute the features themselves: the apply stage then
-            # depends on what the features stage would (dsp, calibration, template, input)
-            r = ctx.stage(
-                f"apply_{which}",
-                ["labels", "io", *(["dsp"] if on_dask else [])],
-                after=[
-                    *(["calibrate", f"input_{which}"] if on_dask else [f"features_{which}"]),
-                    *(f"train_{n}" for n in trained),
-                ],
-                extra={
-                    "selectors": trained,
-                    "bin": ctx.run.bin_width_kev,
-                    "emax": ctx.run.energy_max_kev,
-                    # identical results either way, but a user asking for dask gets it run
-                    "executor": ctx.run.executor,
-                    "template": ctx.stamps.get("template", "none") if on_dask else None,
-                },
-                outputs=[
-                    ctx.path("friends", f"{which}_psd.root"),
-                    ctx.path("spectra", f"{which}.npz"),
-                ],
-                func=lambda w=which, q=p: _stage_apply(ctx, w, q, trained),  # type: ignore[misc]
-                code=(
-                    "select",
-                    "io/friend.py",
-                    "stream.py",
-                    "spectrum.py",
-                    *(("dsp",) if on_dask else ()),
-                ),
-            )
-            if r is not None:
-                results.setdefault("apply", {})[which] = r
+            on_dask = ctx.run.executor == "dask"
+            for which, p in runs.items():
+                if p is None:
+                    continue
+                if on_dask and which != "calibration":
+                    # the dask apply stage computes this run's features on the workers
+                    # (stream.analyse_chunk); only the calibration run's train the models here
+                    detail = "executor = dask: features computed on the workers by apply"
+                    ctx.stages.append(StageRecord(f"features_{which}", "skipped", 0.0, detail))
+                    continue
+                ctx.stage(
+                    # without a template (too few DEP events) l1_to_sse is NaN and the rest goes on
+                    f"features_{which}",
+                    ["dsp", "io"],
+                    after=["calibrate", f"input_{which}"],
+                    extra={"template": ctx.stamps.get("template", "none")},
+                    outputs=[ctx.path("features", f"{which}.root")],
+                    func=lambda w=which, q=p: _stage_features(ctx, w, q),  # type: ignore[misc]
+                    code=("dsp", "io/friend.py"),
+                )
+            available = _select_available(ctx)
+            trained = []
+            for name in available:
+                r = ctx.stage(
+                    f"train_{name}",
+                    [SELECTORS[name][1], "labels"],
+                    after=["features_calibration"],
+                    extra={"acm_max": ctx.run.acm_train_max_events, "seed": ctx.run.seed}
+                    if name == "acm"
+                    else None,
+                    outputs=[_model_path(ctx, name)],
+                    func=lambda n=name: _stage_train(ctx, n, cal),  # type: ignore[misc]
+                    optional=True,
+                    code=("select",),
+                )
+                if r is not None:
+                    trained.append(name)
+                    results.setdefault("models", {})[name] = r
+            results["selectors"] = trained
+            for which, p in runs.items():
+                if p is None:
+                    continue
+                # on dask the workers compute the features themselves: the apply stage then
+                # depends on what the features stage would (dsp, calibration, template, input)
+                r = ctx.stage(
+                    f"apply_{which}",
+                    ["labels", "io", *(["dsp"] if on_dask else [])],
+                    after=[
+                        *(["calibrate", f"input_{which}"] if on_dask else [f"features_{which}"]),
+                        *(f"train_{n}" for n in trained),
+                    ],
+                    extra={
+                        "selectors": trained,
+                        "bin": ctx.run.bin_width_kev,
+                        "emax": ctx.run.energy_max_kev,
+                        # identical results either way, but a user asking for dask gets it run
+                        "executor": ctx.run.executor,
+                        "template": ctx.stamps.get("template", "none") if on_dask else None,
+                    },
+                    outputs=[
+                        ctx.path("friends", f"{which}_psd.root"),
+                        ctx.path("spectra", f"{which}.npz"),
+                    ],
+                    func=lambda w=which, q=p: _stage_apply(ctx, w, q, trained),  # type: ignore[misc]
+                    code=(
+                        "select",
+                        "io/friend.py",
+                        "stream.py",
+                        "spectrum.py",
+                        *(("dsp",) if on_dask else ()),
+                    ),
+                )
+                if r is not None:
+                    results.setdefault("apply", {})[which] = r
+    finally:
+        ctx.close()  # the dask LocalCluster, if the apply stages started one
     _after_apply(ctx, runs, results)
     results["stages"] = [dataclasses.asdict(s) for s in ctx.stages]
     _dump_json(ctx.path("results.json"), results)
