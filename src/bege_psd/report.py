@@ -289,7 +289,7 @@ def build_blocks(
         b.append(
             Block(
                 "text",
-                f"P/C max-bin: the paper's definition, highest single-bin count in [660, 670] keV over the counts in [355, 450] keV (bin width {_fmt(width)} keV here; the paper used 1-ADC-channel bins, so absolute values differ with binning). P/C fit: fitted net 137Cs area (Gaussian + step + linear, binned likelihood) over the Compton counts per keV in [355, 450] keV; bin-width independent. Peak survival: fitted area after the cut over before. A cut is only useful if the ratio improves at a reasonable peak survival.",
+                f"P/C max-bin: the paper's definition, highest single-bin count in [660, 670] keV over the counts in [355, 450] keV (bins of {_fmt(width)} keV, whole ADC channels aligned on channel boundaries; the paper used 1-ADC-channel bins, and the max-bin value scales with the bin width). P/C fit: fitted net 137Cs area (Gaussian + step + linear, binned likelihood) over the Compton counts per keV in [355, 450] keV; bin-width independent. Peak survival: fitted area after the cut over before. A cut is only useful if the ratio improves at a reasonable peak survival.",
             )
         )
     for which in ("calibration", "sample"):
