@@ -218,7 +218,9 @@ def survival_table(table: Any, masks: dict[str, NDArray[np.bool_]]) -> dict[str,
     return out
 
 
-def roc_block(table: Any, scores: dict[str, NDArray[np.float64]], erange: tuple[float, float]) -> dict[str, Any]:
+def roc_block(
+    table: Any, scores: dict[str, NDArray[np.float64]], erange: tuple[float, float]
+) -> dict[str, Any]:
     from bege_psd.metrics import roc_auc, roc_curve
 
     if "n_sites" not in table.fields:
@@ -226,7 +228,10 @@ def roc_block(table: Any, scores: dict[str, NDArray[np.float64]], erange: tuple[
     e = np.asarray(table.energy_kev)
     ns = np.asarray(table.n_sites)
     base = (e >= erange[0]) & (e <= erange[1]) & (ns >= 1)
-    out: dict[str, Any] = {"energy_range_kev": list(erange), "positive": "n_sites >= 2 (multi-site)"}
+    out: dict[str, Any] = {
+        "energy_range_kev": list(erange),
+        "positive": "n_sites >= 2 (multi-site)",
+    }
     for name, s in scores.items():
         ok = base & np.isfinite(s)
         fpr, tpr, _ = roc_curve(s[ok], ns[ok] >= 2)
@@ -251,7 +256,13 @@ def npeaks_block(table: Any) -> dict[str, Any]:
     ns = np.asarray(table.n_sites)
     npk = np.asarray(table.n_peaks_d2)
     out: dict[str, Any] = {}
-    for lo, hi in ((300.0, 500.0), (500.0, 900.0), (900.0, 1500.0), (1500.0, 2700.0), (300.0, 2700.0)):
+    for lo, hi in (
+        (300.0, 500.0),
+        (500.0, 900.0),
+        (900.0, 1500.0),
+        (1500.0, 2700.0),
+        (300.0, 2700.0),
+    ):
         r = (e >= lo) & (e < hi) & (ns >= 1) & (npk >= 0)
         row: dict[str, Any] = {"auc": roc_auc(npk[r].astype(np.float64), ns[r] >= 2)}
         for name, m in (("single_site", r & (ns == 1)), ("multi_site", r & (ns >= 2))):
@@ -297,7 +308,11 @@ def cryo_block(table: Any, cal: Any, masks: dict[str, NDArray[np.bool_]]) -> dic
     if "primary_energy_kev" in table.fields:
         half = 1.5 * (fwhm if math.isfinite(fwhm) else 1.2)
         roi = (e >= BE7_KEV - half) & (e <= BE7_KEV + half)
-        sig = roi & (np.asarray(table.process) == 1) & (np.abs(np.asarray(table.primary_energy_kev) - BE7_KEV) < 0.05)
+        sig = (
+            roi
+            & (np.asarray(table.process) == 1)
+            & (np.abs(np.asarray(table.primary_energy_kev) - BE7_KEV) < 0.05)
+        )
         for name, keep in {"all": np.ones(e.size, bool), **masks}.items():
             s_n, b_n = int((sig & keep).sum()), int((roi & ~sig & keep).sum())
             be7_truth[name] = {
@@ -313,7 +328,9 @@ def cryo_block(table: Any, cal: Any, masks: dict[str, NDArray[np.bool_]]) -> dic
         row: dict[str, Any] = {"kept_fraction_300_700": float(keep[r].mean()), "be7": be7(h_kept)}
         for method in ("paper", "area"):
             try:
-                row[f"ptc_{method}"] = compare_peak_to_compton(h_all, h_kept, method=method, config=mcfg).to_dict()
+                row[f"ptc_{method}"] = compare_peak_to_compton(
+                    h_all, h_kept, method=method, config=mcfg
+                ).to_dict()
             except BegePsdError as exc:
                 row[f"ptc_{method}"] = {"error": str(exc)}
         out[name] = row
@@ -321,7 +338,9 @@ def cryo_block(table: Any, cal: Any, masks: dict[str, NDArray[np.bool_]]) -> dic
     return out
 
 
-def scan_block(table: Any, cal: Any, scores: dict[str, NDArray[np.float64]], edges: NDArray[np.float64]) -> dict[str, Any]:
+def scan_block(
+    table: Any, cal: Any, scores: dict[str, NDArray[np.float64]], edges: NDArray[np.float64]
+) -> dict[str, Any]:
     """Working-point scan on cryoconite: kept fraction in [300, 700] keV, 137Cs peak survival
     (fitted net area) and the paper's peak-to-Compton factor; interpolated at the paper's GMM
     peak survival (49.5 %)."""
@@ -336,11 +355,15 @@ def scan_block(table: Any, cal: Any, scores: dict[str, NDArray[np.float64]], edg
     for name, s in scores.items():
         rows = []
         for target in np.linspace(0.08, 0.8, 19):
-            t = threshold_for_kept_fraction(s, float(target), energy_kev=e, energy_range_kev=CRYO_RANGE_KEV)
+            t = threshold_for_kept_fraction(
+                s, float(target), energy_kev=e, energy_range_kev=CRYO_RANGE_KEV
+            )
             keep = np.isfinite(s) & (s >= t)
             r = (e >= CRYO_RANGE_KEV[0]) & (e <= CRYO_RANGE_KEV[1])
             try:
-                imp = compare_peak_to_compton(h_all, make_spectrum(e, keep, bins=edges), method="paper")
+                imp = compare_peak_to_compton(
+                    h_all, make_spectrum(e, keep, bins=edges), method="paper"
+                )
             except BegePsdError as exc:
                 log.warning("scan %s at %.2f: %s", name, target, exc)
                 continue
@@ -350,7 +373,11 @@ def scan_block(table: Any, cal: Any, scores: dict[str, NDArray[np.float64]], edg
         ps = np.array([row["peak_survival"] for row in rows])
         fac = np.array([row["factor"] for row in rows])
         order = np.argsort(ps)
-        at = float(np.interp(0.495, ps[order], fac[order])) if ps.min() <= 0.495 <= ps.max() else None
+        at = (
+            float(np.interp(0.495, ps[order], fac[order]))
+            if ps.min() <= 0.495 <= ps.max()
+            else None
+        )
         out[name] = {"points": rows, "factor_at_peak_survival_0.495": at}
     return out
 
@@ -427,7 +454,10 @@ def figures(out: Path, th: Any, cryo: Any, gmm: Any, aoe: Any, scores_th: dict[s
     # cryoconite spectra (Fig. 13 / 14)
     edges, cmasks = cryo_res["_spectra"]
     ec = np.asarray(cryo.energy_kev)
-    for fname, lo, hi in (("fig13_cryoconite_spectra.png", 300.0, 700.0), ("fig14_cryoconite_be7.png", 450.0, 510.0)):
+    for fname, lo, hi in (
+        ("fig13_cryoconite_spectra.png", 300.0, 700.0),
+        ("fig14_cryoconite_be7.png", 450.0, 510.0),
+    ):
         fig, ax = plt.subplots(figsize=(10, 6))
         for name, keep in cmasks.items():
             h, _ = np.histogram(ec[keep], bins=edges)
@@ -442,7 +472,9 @@ def figures(out: Path, th: Any, cryo: Any, gmm: Any, aoe: Any, scores_th: dict[s
     # A/E energy correction
     fig, (a1, a2) = plt.subplots(2, 1, figsize=(8, 8), sharex=True)
     es = np.array([sl["energy_kev"] for sl in aoe.slices])
-    a1.errorbar(es, [sl["mu"] for sl in aoe.slices], [sl["mu_err"] for sl in aoe.slices], fmt="o", ms=3)
+    a1.errorbar(
+        es, [sl["mu"] for sl in aoe.slices], [sl["mu_err"] for sl in aoe.slices], fmt="o", ms=3
+    )
     grid = np.linspace(es.min(), es.max(), 100)
     a1.plot(grid, aoe.mu(grid))
     a1.set_ylabel("SSE band mu")
@@ -457,7 +489,9 @@ def figures(out: Path, th: Any, cryo: Any, gmm: Any, aoe: Any, scores_th: dict[s
     fig, ax = plt.subplots(figsize=(8, 6))
     for name, v in cryo_res.get("_scan", {}).items():
         pts = v["points"]
-        ax.plot([p["peak_survival"] for p in pts], [p["factor"] for p in pts], "o-", ms=3, label=name)
+        ax.plot(
+            [p["peak_survival"] for p in pts], [p["factor"] for p in pts], "o-", ms=3, label=name
+        )
     ax.plot([0.495], [1.74], "k*", ms=12, label="paper GMM (real data)")
     ax.set_xlabel("137Cs peak survival")
     ax.set_ylabel("P/C improvement (paper def.)")
@@ -484,8 +518,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--th232", type=Path, default=Path("generated/sim/th232"))
     parser.add_argument("--cryoconite", type=Path, default=Path("generated/sim/cryoconite"))
-    parser.add_argument("--n-events", type=int, default=300_000, help="232Th events to simulate if the run is missing")
-    parser.add_argument("--n-cryoconite", type=int, default=None, help="cryoconite events to simulate (default: --n-events)")
+    parser.add_argument(
+        "--n-events",
+        type=int,
+        default=300_000,
+        help="232Th events to simulate if the run is missing",
+    )
+    parser.add_argument(
+        "--n-cryoconite",
+        type=int,
+        default=None,
+        help="cryoconite events to simulate (default: --n-events)",
+    )
     parser.add_argument("--out", type=Path, default=Path("generated/eval/selections"))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -500,7 +544,9 @@ def main(argv: list[str] | None = None) -> int:
     cache = out / "cache"
     cache.mkdir(parents=True, exist_ok=True)
     th_run = ensure_run(args.th232, "th232", args.n_events, args.seed)
-    cr_run = ensure_run(args.cryoconite, "cryoconite", args.n_cryoconite or args.n_events, args.seed + 1)
+    cr_run = ensure_run(
+        args.cryoconite, "cryoconite", args.n_cryoconite or args.n_events, args.seed + 1
+    )
 
     cal, cal_desc = calibration_for(th_run)
     dsp_cfg = DSPConfig()
@@ -512,7 +558,9 @@ def main(argv: list[str] | None = None) -> int:
     gmm = GMMSelector().fit(th)
     t_gmm = time.perf_counter() - t0
     gmm.save(out / "gmm.json")
-    gmm4 = GMMSelector(GMMConfig(features=("risetime_ns", "l1_to_sse", "n_peaks_d2", "a_over_e"))).fit(th)
+    gmm4 = GMMSelector(
+        GMMConfig(features=("risetime_ns", "l1_to_sse", "n_peaks_d2", "a_over_e"))
+    ).fit(th)
     # variant without n_peaks_d2 (that feature is noise-dominated on the simulated pulses)
     gmm2 = GMMSelector(GMMConfig(features=("risetime_ns", "l1_to_sse"))).fit(th)
     aoe = AoESelector().fit(th)
@@ -521,7 +569,9 @@ def main(argv: list[str] | None = None) -> int:
     # 4th GMM feature; the raw a_over_e above carries the energy dependence of A/E
     for tab in (th, cr):
         tab["aoe_classifier"] = aoe.classifier(tab)
-    gmm4c = GMMSelector(GMMConfig(features=("risetime_ns", "l1_to_sse", "n_peaks_d2", "aoe_classifier"))).fit(th)
+    gmm4c = GMMSelector(
+        GMMConfig(features=("risetime_ns", "l1_to_sse", "n_peaks_d2", "aoe_classifier"))
+    ).fit(th)
     # variant: the paper's three features with diagonal covariances (the best GMM measured here)
     gmmd = GMMSelector(GMMConfig(covariance_type="diag")).fit(th)
 
@@ -543,7 +593,9 @@ def main(argv: list[str] | None = None) -> int:
     gmm_keep_th = keep(scores_th["gmm"], gmm.threshold)
     r_th = (e_th >= TRAIN_RANGE_KEV[0]) & (e_th <= TRAIN_RANGE_KEV[1])
     f_gmm_th = float(gmm_keep_th[r_th].mean())
-    t_aoe_th = threshold_for_kept_fraction(scores_th["aoe"], f_gmm_th, energy_kev=e_th, energy_range_kev=TRAIN_RANGE_KEV)
+    t_aoe_th = threshold_for_kept_fraction(
+        scores_th["aoe"], f_gmm_th, energy_kev=e_th, energy_range_kev=TRAIN_RANGE_KEV
+    )
     masks_th = {
         "gmm": gmm_keep_th,
         "gmm+aoe": keep(scores_th["gmm+aoe"], gmm4.threshold),
@@ -557,7 +609,9 @@ def main(argv: list[str] | None = None) -> int:
     gmm_keep_cr = keep(scores_cr["gmm"], gmm.threshold)
     r_cr = (e_cr >= CRYO_RANGE_KEV[0]) & (e_cr <= CRYO_RANGE_KEV[1])
     f_gmm_cr = float(gmm_keep_cr[r_cr].mean())
-    t_aoe_cr = threshold_for_kept_fraction(scores_cr["aoe"], f_gmm_cr, energy_kev=e_cr, energy_range_kev=CRYO_RANGE_KEV)
+    t_aoe_cr = threshold_for_kept_fraction(
+        scores_cr["aoe"], f_gmm_cr, energy_kev=e_cr, energy_range_kev=CRYO_RANGE_KEV
+    )
     masks_cr = {
         "gmm": gmm_keep_cr,
         "gmm+aoe": keep(scores_cr["gmm+aoe"], gmm4.threshold),
@@ -571,14 +625,29 @@ def main(argv: list[str] | None = None) -> int:
     roc_cr = roc_block(cr, dict(scores_cr.items()), CRYO_RANGE_KEV)
     cryo_res = cryo_block(cr, cal, masks_cr)
     surv = survival_table(th, masks_th)
-    scan = scan_block(cr, cal, {k: scores_cr[k] for k in ("gmm", "gmm+aoe", "gmm+aoe_corrected", "gmm_diag", "gmm_rt_l1", "aoe")}, cryo_res["_spectra"][0])
+    scan = scan_block(
+        cr,
+        cal,
+        {
+            k: scores_cr[k]
+            for k in ("gmm", "gmm+aoe", "gmm+aoe_corrected", "gmm_diag", "gmm_rt_l1", "aoe")
+        },
+        cryo_res["_spectra"][0],
+    )
     cryo_res["_scan"] = scan
     figs = figures(out, th, cr, gmm, aoe, scores_th, roc_th, roc_cr, masks_th, cryo_res)
 
     summary = {
         "simulated": True,
-        "runs": {"th232": str(th_run), "cryoconite": str(cr_run), "n_th232": len(th), "n_cryoconite": len(cr)},
-        "calibration": {k: v for k, v in cal_desc.items() if k in ("method", "coeffs", "fwhm_coeffs")},
+        "runs": {
+            "th232": str(th_run),
+            "cryoconite": str(cr_run),
+            "n_th232": len(th),
+            "n_cryoconite": len(cr),
+        },
+        "calibration": {
+            k: v for k, v in cal_desc.items() if k in ("method", "coeffs", "fwhm_coeffs")
+        },
         "gmm": {
             "config_hash": gmm.to_dict()["config_hash"],
             "silhouette": gmm.silhouette,
@@ -589,10 +658,22 @@ def main(argv: list[str] | None = None) -> int:
             "kept_fraction_th232_300_2700": f_gmm_th,
             "kept_fraction_cryoconite_300_700": f_gmm_cr,
         },
-        "gmm+aoe": {"silhouette": gmm4.silhouette, "evidence_decided_by": gmm4.evidence.get("decided_by")},
-        "gmm+aoe_corrected": {"silhouette": gmm4c.silhouette, "evidence_decided_by": gmm4c.evidence.get("decided_by")},
-        "gmm_diag": {"silhouette": gmmd.silhouette, "evidence_decided_by": gmmd.evidence.get("decided_by")},
-        "gmm_rt_l1": {"silhouette": gmm2.silhouette, "evidence_decided_by": gmm2.evidence.get("decided_by")},
+        "gmm+aoe": {
+            "silhouette": gmm4.silhouette,
+            "evidence_decided_by": gmm4.evidence.get("decided_by"),
+        },
+        "gmm+aoe_corrected": {
+            "silhouette": gmm4c.silhouette,
+            "evidence_decided_by": gmm4c.evidence.get("decided_by"),
+        },
+        "gmm_diag": {
+            "silhouette": gmmd.silhouette,
+            "evidence_decided_by": gmmd.evidence.get("decided_by"),
+        },
+        "gmm_rt_l1": {
+            "silhouette": gmm2.silhouette,
+            "evidence_decided_by": gmm2.evidence.get("decided_by"),
+        },
         "aoe": {
             "mu_coeffs": aoe.mu_coeffs,
             "sigma_coeffs": aoe.sigma_coeffs,
@@ -609,8 +690,13 @@ def main(argv: list[str] | None = None) -> int:
         "cryoconite_roc": roc_cr,
         "cryoconite": cryo_res,
         "cryoconite_scan": scan,
-        "paper_gmm": {"ptc_before": 0.238, "ptc_after": 0.414, "factor": 1.74, "cs137_peak_kept": 0.495,
-                      "compton_discarded": 0.72},
+        "paper_gmm": {
+            "ptc_before": 0.238,
+            "ptc_after": 0.414,
+            "factor": 1.74,
+            "cs137_peak_kept": 0.495,
+            "compton_discarded": 0.72,
+        },
         "figures": figs,
         "wall_seconds": time.perf_counter() - t_start,
     }

@@ -44,7 +44,12 @@ log = logging.getLogger("validate_sim")
 PEAKS = {
     "FEP_2614": {"lines": (2614.511,), "window": (2600.0, 2630.0), "check_fwhm": True},
     "SEP_2103": {"lines": (2103.5,), "window": (2092.0, 2115.0), "check_fwhm": False},
-    "DEP_1592": {"lines": (1580.53, 1588.19, 1592.511), "window": (1576.0, 1604.0), "check_fwhm": True, "index": 2},
+    "DEP_1592": {
+        "lines": (1580.53, 1588.19, 1592.511),
+        "window": (1576.0, 1604.0),
+        "check_fwhm": True,
+        "index": 2,
+    },
     "FEP_583": {"lines": (583.187,), "window": (572.0, 594.0), "check_fwhm": True},
 }
 SSE_RT_RANGE_NS = (100.0, 700.0)
@@ -77,7 +82,13 @@ def fit_peak(adc: np.ndarray, cal: Any, spec: dict[str, Any]) -> dict[str, float
     edges_adc = np.arange(k_lo, k_hi + 1) - 0.5
     counts, _ = np.histogram(adc, bins=edges_adc)
     edges = np.asarray(cal.apply(edges_adc), dtype=np.float64)
-    res = fit_peaks((counts.astype(np.float64), edges), (edges[0], edges[-1]), "gauss_step", spec["lines"], minos=False)
+    res = fit_peaks(
+        (counts.astype(np.float64), edges),
+        (edges[0], edges[-1]),
+        "gauss_step",
+        spec["lines"],
+        minos=False,
+    )
     i = spec.get("index", 0)
     mu = res.values[f"mu_{i}"]
     sigma = res.values["sigma"] if "sigma" in res.values else res.values[f"sigma_{i}"]
@@ -141,7 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     cal = calibrate(adc)
     energy = np.asarray(cal.apply(adc), dtype=np.float64)
     cal_runinfo = Calibration.from_coefficients(*meta.calibration) if meta.calibration else cal
-    result["calibration"] = {"coeffs": list(cal.coeffs), "lines_kev": list(cal.lines_kev), "run_info": list(meta.calibration or ())}
+    result["calibration"] = {
+        "coeffs": list(cal.coeffs),
+        "lines_kev": list(cal.lines_kev),
+        "run_info": list(meta.calibration or ()),
+    }
     peaks: dict[str, Any] = {}
     for name, spec in PEAKS.items():
         i = spec.get("index", 0)
@@ -179,7 +194,9 @@ def main(argv: list[str] | None = None) -> int:
         "FEP_2614_multi_site": float(np.mean(sites[fep_t] > 1)),
         "n_SEP": int(sep_t.sum()),
         "SEP_multi_site": float(np.mean(sites[sep_t] > 1)),
-        "compton_1989_2089_single_site": float(np.mean(sites[(e_true > 1989) & (e_true < 2089)] == 1)),
+        "compton_1989_2089_single_site": float(
+            np.mean(sites[(e_true > 1989) & (e_true < 2089)] == 1)
+        ),
     }
     result["truth"]["DEP_ok"] = result["truth"]["DEP_single_site"] >= 0.85
     result["truth"]["FEP_ok"] = result["truth"]["FEP_2614_multi_site"] >= 0.85
@@ -201,13 +218,18 @@ def main(argv: list[str] | None = None) -> int:
         "dep_sse_median_ns": float(np.median(rt_dep)) if rt_dep.size else float("nan"),
         "mse_median_ns": float(np.median(rt[(sites > 1) & (e_true > 500) & np.isfinite(rt)])),
     }
-    result["risetime"]["median_ok"] = SSE_RT_MEDIAN_NS[0] <= result["risetime"]["sse_median_ns"] <= SSE_RT_MEDIAN_NS[1]
+    result["risetime"]["median_ok"] = (
+        SSE_RT_MEDIAN_NS[0] <= result["risetime"]["sse_median_ns"] <= SSE_RT_MEDIAN_NS[1]
+    )
 
     # ---- classical A/E at 90 % DEP acceptance ----------------------------------------
     table = ak.with_field(feats, energy, "energy_kev")
     sel = AoESelector(AoEConfig(threshold_mode="fixed")).fit(table)
     c = sel.classifier(table)
-    aoe: dict[str, Any] = {"mu_coeffs": list(sel.mu_coeffs or ()), "sigma_coeffs": list(sel.sigma_coeffs or ())}
+    aoe: dict[str, Any] = {
+        "mu_coeffs": list(sel.mu_coeffs or ()),
+        "sigma_coeffs": list(sel.sigma_coeffs or ()),
+    }
     cuts: dict[str, float] = {}
     try:  # the literature definition: 90 % of the sideband-subtracted DEP counts pass
         cuts["net_dep90"] = float(sel.sse_cut_value(table, 0.9))
@@ -222,7 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     if finite_dep.size and n_fail >= 0:
         cuts["truth_dep90"] = float(finite_dep[n_fail] - 1e-9)
     else:
-        aoe["truth_dep90_error"] = f"{aoe['DEP_nan_fraction']:.0%} of the true DEP events have no usable A/E"
+        aoe["truth_dep90_error"] = (
+            f"{aoe['DEP_nan_fraction']:.0%} of the true DEP events have no usable A/E"
+        )
     wins = {
         "DEP": ((1590.0, 1595.0), [(1564.0, 1576.0), (1598.0, 1612.0)]),
         "SEP": ((2098.0, 2109.0), [(2085.0, 2096.0), (2111.0, 2122.0)]),
@@ -286,7 +310,10 @@ def main(argv: list[str] | None = None) -> int:
     fig, axes = plt.subplots(2, 2, figsize=(10, 6), sharex=True)
     typical_sse = dep_t & (sites == 1) & (np.abs(c) < 1.0)
     typical_mse = fep_t & (sites >= 3) & np.isfinite(c) & (c < c_low)
-    panels = ((typical_sse, "SSE (DEP, 1 site, A/E in band)"), (typical_mse, "MSE (FEP 2614.5, >= 3 sites, A/E cut)"))
+    panels = (
+        (typical_sse, "SSE (DEP, 1 site, A/E in band)"),
+        (typical_mse, "MSE (FEP 2614.5, >= 3 sites, A/E cut)"),
+    )
     for col, (mask, title) in enumerate(panels):
         idx = np.flatnonzero(mask)[:3]
         for i in idx:
@@ -309,8 +336,16 @@ def main(argv: list[str] | None = None) -> int:
 
     fig, ax = plt.subplots(figsize=(7, 4))
     bins = np.arange(0, 1200, 10)
-    ax.hist(rt_sse, bins=bins, histtype="step", density=True, label="single-site (truth), E > 500 keV")
-    ax.hist(rt[(sites > 1) & (e_true > 500)], bins=bins, histtype="step", density=True, label="multi-site (truth)")
+    ax.hist(
+        rt_sse, bins=bins, histtype="step", density=True, label="single-site (truth), E > 500 keV"
+    )
+    ax.hist(
+        rt[(sites > 1) & (e_true > 500)],
+        bins=bins,
+        histtype="step",
+        density=True,
+        label="multi-site (truth)",
+    )
     ax.axvspan(*SSE_RT_RANGE_NS, color="green", alpha=0.08)
     ax.set_xlabel("10-90 % rise time (ns)")
     ax.set_title(label, fontsize=9)
@@ -321,7 +356,13 @@ def main(argv: list[str] | None = None) -> int:
 
     fig, ax = plt.subplots(figsize=(8, 5))
     m = np.isfinite(c) & (energy > 500)
-    ax.hist2d(energy[m], np.clip(c[m], -20, 8), bins=(250, 140), cmap="viridis", norm=__import__("matplotlib.colors").colors.LogNorm())
+    ax.hist2d(
+        energy[m],
+        np.clip(c[m], -20, 8),
+        bins=(250, 140),
+        cmap="viridis",
+        norm=__import__("matplotlib.colors").colors.LogNorm(),
+    )
     ax.axhline(c_low, color="red", lw=0.8)
     ax.set_xlabel("energy (keV)")
     ax.set_ylabel("corrected A/E classifier")

@@ -183,7 +183,9 @@ def main() -> None:
     ours = features(events[:m])
     agree = bool(
         np.array_equal(ref["n_peaks_d2"], ak.to_numpy(ours["n_peaks_d2"]))
-        and np.allclose(ref["risetime_ns"], ak.to_numpy(ours["risetime_ns"]), rtol=1e-5, equal_nan=True)
+        and np.allclose(
+            ref["risetime_ns"], ak.to_numpy(ours["risetime_ns"]), rtol=1e-5, equal_nan=True
+        )
     )
 
     eps1, eps2 = n / t1, n / t2

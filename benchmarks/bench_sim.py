@@ -57,7 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     from bege_psd.sim.transport import cluster_sites, transport
 
     cfg = SimConfig()
-    out: dict[str, object] = {"benchmark": "sim", "cpu_count": os.cpu_count(), "load_avg_1min": os.getloadavg()[0]}
+    out: dict[str, object] = {
+        "benchmark": "sim",
+        "cpu_count": os.cpu_count(),
+        "load_avg_1min": os.getloadavg()[0],
+    }
     with tempfile.TemporaryDirectory() as tmp:
         if not args.no_build:
             t0 = time.perf_counter()
@@ -93,7 +97,15 @@ def main(argv: list[str] | None = None) -> int:
         rng = np.random.default_rng(1)
         c0 = _cpu_s()
         prim = src.sample(n_decays, rng)
-        dep = transport(prim.energy_kev, prim.position_mm, prim.direction, prim.event, n_decays, cfg.transport, seed=3)
+        dep = transport(
+            prim.energy_kev,
+            prim.position_mm,
+            prim.direction,
+            prim.event,
+            n_decays,
+            cfg.transport,
+            seed=3,
+        )
         cluster_sites(dep)
         t_transport = _cpu_s() - c0
         has = np.diff(dep.offsets) > 0

@@ -20,7 +20,14 @@ import numpy as np
 
 from bege_psd.fit import fit_peaks, make_model
 
-TRUTH = {"area_0": 2000.0, "mu_0": 661.66, "step_0": 0.03, "sigma": 0.6, "bkg_lo": 46.0, "bkg_hi": 34.0}
+TRUTH = {
+    "area_0": 2000.0,
+    "mu_0": 661.66,
+    "step_0": 0.03,
+    "sigma": 0.6,
+    "bkg_lo": 46.0,
+    "bkg_hi": 34.0,
+}
 EDGES = np.linspace(650.0, 674.0, 97)
 
 
@@ -42,7 +49,10 @@ def main() -> None:
             continue
         a = r.areas[0]
         pulls.append((a.area - TRUTH["area_0"]) / a.error)
-        cover += int(a.minos_lower is not None and a.minos_lower <= TRUTH["area_0"] <= (a.minos_upper or math.inf))
+        cover += int(
+            a.minos_lower is not None
+            and a.minos_lower <= TRUTH["area_0"] <= (a.minos_upper or math.inf)
+        )
     wall = time.perf_counter() - t0
     n_ok = len(pulls)
     print(

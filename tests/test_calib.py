@@ -33,7 +33,9 @@ def _th_events(n: int, c0: float, c1: float, c2: float = 0.0, seed: int = 0) -> 
     lines = np.array(TH232_LINES_KEV)
     k = rng.choice(lines.size, size=int(0.3 * n), p=TH_INTENSITY / TH_INTENSITY.sum())
     fwhm = np.sqrt(ABC[0] + ABC[1] * lines[k] + ABC[2] * lines[k] ** 2)
-    e = np.concatenate([rng.normal(lines[k], fwhm / 2.3548), rng.exponential(600.0, int(0.7 * n)) + 20.0])
+    e = np.concatenate(
+        [rng.normal(lines[k], fwhm / 2.3548), rng.exponential(600.0, int(0.7 * n)) + 20.0]
+    )
     e = e[e < 2900.0]
     adc = (e - c0) / c1 if c2 == 0.0 else (-c1 + np.sqrt(c1 * c1 - 4 * c2 * (c0 - e))) / (2 * c2)
     return np.round(adc).astype(np.uint16)

@@ -3,15 +3,16 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from bege_psd import __version__
 from bege_psd.cli import main
 
 
 def test_version(capsys):
-    try:
+    with pytest.raises(SystemExit) as info:
         main(["--version"])
-    except SystemExit as exc:
-        assert exc.code == 0
+    assert info.value.code == 0
     assert __version__ in capsys.readouterr().out
 
 

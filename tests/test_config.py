@@ -64,7 +64,9 @@ def test_unknown_key_lists_nearest_first():
 def test_unknown_section(tmp_path):
     p = tmp_path / "c.toml"
     p.write_text("[gmmm]\nthreshold = 0.5\n")
-    with pytest.raises(ConfigError, match=r"unknown configuration section \[gmmm\].*nearest first\): gmm"):
+    with pytest.raises(
+        ConfigError, match=r"unknown configuration section \[gmmm\].*nearest first\): gmm"
+    ):
         cfg.load_config(p)
 
 
@@ -90,9 +92,14 @@ def test_atomic_write(tmp_path):
     dest = tmp_path / "sub" / "out.txt"
     atomic_write_text(dest, "hello")
     assert dest.read_text() == "hello"
-    with pytest.raises(RuntimeError), atomic_path(dest) as tmp:
-        tmp.write_text("partial")
-        raise RuntimeError("boom")
+
+    def crash():
+        with atomic_path(dest) as tmp:
+            tmp.write_text("partial")
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        crash()
     assert dest.read_text() == "hello"
     assert sorted(p.name for p in dest.parent.iterdir()) == ["out.txt"]
 

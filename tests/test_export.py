@@ -59,8 +59,15 @@ def test_th1d_round_trip_with_sumw2(tmp_path: Path) -> None:
 
 def test_spe_golden_and_own_reader(tmp_path: Path) -> None:
     h = _small_adc_spectrum()
-    path = write_spe(tmp_path / "small.Spe", h, calibration=CAL, live_time_s=3500.5, real_time_s=3600.0,
-                     start_time=START, spec_id="golden test")
+    path = write_spe(
+        tmp_path / "small.Spe",
+        h,
+        calibration=CAL,
+        live_time_s=3500.5,
+        real_time_s=3600.0,
+        start_time=START,
+        spec_id="golden test",
+    )
     assert path.read_bytes() == (GOLDEN / "small.Spe").read_bytes()
     back = read_spe(path)
     np.testing.assert_array_equal(back.counts, h.values())
@@ -72,8 +79,14 @@ def test_spe_golden_and_own_reader(tmp_path: Path) -> None:
 def test_spe_read_by_becquerel(tmp_path: Path) -> None:
     bq = pytest.importorskip("becquerel")
     h = _small_adc_spectrum()
-    path = write_spe(tmp_path / "small.Spe", h, calibration=CAL, live_time_s=3500.5, real_time_s=3600.0,
-                     start_time=START)
+    path = write_spe(
+        tmp_path / "small.Spe",
+        h,
+        calibration=CAL,
+        live_time_s=3500.5,
+        real_time_s=3600.0,
+        start_time=START,
+    )
     spec = bq.Spectrum.from_file(str(path))
     np.testing.assert_array_equal(spec.counts_vals, h.values())
     assert spec.livetime == 3500.5
@@ -122,8 +135,17 @@ def _cs_fit() -> object:
 def test_n42_golden_structure_and_peaks(tmp_path: Path) -> None:
     h = _small_adc_spectrum()
     peaks = [{"energy": 661.7, "fwhm": 1.3, "net_area": 1234.0, "net_area_uncertainty": 40.0}]
-    path = write_n42(tmp_path / "small.n42", h, calibration=CAL, live_time_s=3500.5, real_time_s=3600.0,
-                     start_time=START, peaks=peaks, title="kept: ACM >= 0.58", doc_uuid="00000000-0000-4000-8000-000000000000")
+    path = write_n42(
+        tmp_path / "small.n42",
+        h,
+        calibration=CAL,
+        live_time_s=3500.5,
+        real_time_s=3600.0,
+        start_time=START,
+        peaks=peaks,
+        title="kept: ACM >= 0.58",
+        doc_uuid="00000000-0000-4000-8000-000000000000",
+    )
     text = path.read_text()
     golden = (GOLDEN / "small.n42").read_text()
     # the creator line carries the package version; compare everything else
@@ -132,8 +154,14 @@ def test_n42_golden_structure_and_peaks(tmp_path: Path) -> None:
     root = ET.parse(path).getroot()
     ns = {"n": N42_NAMESPACE}
     children = [c.tag.split("}")[1] for c in root]
-    assert children == ["RadInstrumentDataCreatorName", "RadInstrumentInformation", "RadDetectorInformation",
-                        "EnergyCalibration", "RadMeasurement", "AnalysisResults"]
+    assert children == [
+        "RadInstrumentDataCreatorName",
+        "RadInstrumentInformation",
+        "RadDetectorInformation",
+        "EnergyCalibration",
+        "RadMeasurement",
+        "AnalysisResults",
+    ]
     coeffs = root.find("n:EnergyCalibration/n:CoefficientValues", ns).text.split()
     assert len(coeffs) == 3
     back = read_n42(path)
@@ -173,7 +201,12 @@ def test_export_errors_leave_no_file(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="live_time_s <= real_time_s"):
         write_n42(tmp_path / "t.n42", _small_adc_spectrum(), live_time_s=2.0, real_time_s=1.0)
     with pytest.raises(ExportError, match="equal-width"):
-        write_spe(tmp_path / "v.Spe", make_spectrum([1.0], bins=[0, 1, 3]), live_time_s=1.0, real_time_s=1.0)
+        write_spe(
+            tmp_path / "v.Spe",
+            make_spectrum([1.0], bins=[0, 1, 3]),
+            live_time_s=1.0,
+            real_time_s=1.0,
+        )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.Spe"]
     bad = tmp_path / "bad.Spe"
     bad.write_text("hello\n")
@@ -188,11 +221,23 @@ def test_export_errors_leave_no_file(tmp_path: Path) -> None:
     dead=st.floats(min_value=0.0, max_value=1e3, allow_nan=False),
     c=st.tuples(*(st.floats(min_value=-1e3, max_value=1e3, allow_nan=False) for _ in range(3))),
 )
-def test_spe_and_n42_round_trip_property(counts: list[int], live: float, dead: float, c: tuple[float, float, float]) -> None:
+def test_spe_and_n42_round_trip_property(
+    counts: list[int], live: float, dead: float, c: tuple[float, float, float]
+) -> None:
     arr = np.array(counts, dtype=np.float64)
     with tempfile.TemporaryDirectory() as d:
-        for writer, reader, name in ((write_spe, read_spe, "p.Spe"), (write_n42, read_n42, "p.n42")):
-            path = writer(Path(d) / name, arr, calibration=c, live_time_s=live, real_time_s=live + dead, start_time=START)
+        for writer, reader, name in (
+            (write_spe, read_spe, "p.Spe"),
+            (write_n42, read_n42, "p.n42"),
+        ):
+            path = writer(
+                Path(d) / name,
+                arr,
+                calibration=c,
+                live_time_s=live,
+                real_time_s=live + dead,
+                start_time=START,
+            )
             back = reader(path)
             np.testing.assert_array_equal(back.counts, arr)
             assert back.coefficients == pytest.approx(c, rel=1e-8, abs=1e-300)

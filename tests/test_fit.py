@@ -12,11 +12,20 @@ from scipy import integrate
 from bege_psd.errors import FitError, FitQualityWarning
 from bege_psd.fit import fit_peaks, make_model
 
-TRUTH = {"area_0": 2000.0, "mu_0": 661.66, "step_0": 0.03, "sigma": 0.6, "bkg_lo": 46.0, "bkg_hi": 34.0}
+TRUTH = {
+    "area_0": 2000.0,
+    "mu_0": 661.66,
+    "step_0": 0.03,
+    "sigma": 0.6,
+    "bkg_lo": 46.0,
+    "bkg_hi": 34.0,
+}
 EDGES = np.linspace(650.0, 674.0, 97)  # 0.25 keV bins
 
 
-@pytest.mark.parametrize("kind", ["gauss_step", "gauss_step_tail", "gauss_linear", "gauss_const", "gauss_edge"])
+@pytest.mark.parametrize(
+    "kind", ["gauss_step", "gauss_step_tail", "gauss_linear", "gauss_const", "gauss_edge"]
+)
 def test_cdf_is_antiderivative_of_pdf(kind: str) -> None:
     m = make_model(kind, 2, x_ref=100.0, half_width=7.0)
     rng = np.random.default_rng(3)
@@ -35,13 +44,17 @@ def test_cdf_is_antiderivative_of_pdf(kind: str) -> None:
         elif name == "tail_tau":
             params.append(1.5)
         elif name.startswith("edge"):
-            params.append({"edge_height": 30.0, "edge_slope": 2.0, "edge_pos": 99.0, "edge_width": 1.5}[name])
+            params.append(
+                {"edge_height": 30.0, "edge_slope": 2.0, "edge_pos": 99.0, "edge_width": 1.5}[name]
+            )
         elif name.startswith("bkg"):
             params.append(20.0 + 5 * rng.random())
         else:
             raise AssertionError(name)
     a, b = 90.0, 107.0
-    numeric, _ = integrate.quad(lambda x: float(m.pdf(x, *params)), a, b, points=[98, 101], limit=200)
+    numeric, _ = integrate.quad(
+        lambda x: float(m.pdf(x, *params)), a, b, points=[98, 101], limit=200
+    )
     cdf = m.cdf(np.array([a, b]), *params)
     assert cdf[1] - cdf[0] == pytest.approx(numeric, rel=1e-7)
 
@@ -49,7 +62,9 @@ def test_cdf_is_antiderivative_of_pdf(kind: str) -> None:
 def test_peak_component_integrates_to_net_area() -> None:
     m = make_model("gauss_step_tail", 1, x_ref=0.0)
     p = (1234.0, 0.0, 0.05, 1.0, 0.3, 2.0, 0.0, 0.0)
-    peak, _ = integrate.quad(lambda x: float(m.components(x, *p)["peak_0"]), -80, 40, points=[0], limit=400)
+    peak, _ = integrate.quad(
+        lambda x: float(m.components(x, *p)["peak_0"]), -80, 40, points=[0], limit=400
+    )
     assert peak == pytest.approx(1234.0, rel=1e-6)
     assert m.peak_fraction_in(-80, 40, 0, *p) == pytest.approx(1.0, abs=1e-9)
 
@@ -123,7 +138,9 @@ def test_hist_input_and_weighted_storage() -> None:
     r2 = fit_peaks(hw, (650, 674), "gauss_linear", [661.7])
     # same relative precision, doubled area (Bohm-Zech scaled likelihood)
     assert r2.areas[0].area == pytest.approx(2 * r1.areas[0].area, rel=1e-4)
-    assert r2.areas[0].error / r2.areas[0].area == pytest.approx(r1.areas[0].error / r1.areas[0].area, rel=1e-3)
+    assert r2.areas[0].error / r2.areas[0].area == pytest.approx(
+        r1.areas[0].error / r1.areas[0].area, rel=1e-3
+    )
     assert r1.ndof == len(centres) - 5
 
 
@@ -131,12 +148,20 @@ def test_fixed_parameters_and_limits() -> None:
     model = make_model("gauss_const", 1, 662.0, 12.0)
     mu = model.expected(EDGES, 1000.0, 661.66, 0.6, 20.0)
     n = np.random.default_rng(2).poisson(mu).astype(float)
-    r = fit_peaks((n, EDGES), (650, 674), "gauss_const", [661.7], fix={"sigma": 0.6, "mu_0": 661.66})
+    r = fit_peaks(
+        (n, EDGES), (650, 674), "gauss_const", [661.7], fix={"sigma": 0.6, "mu_0": 661.66}
+    )
     assert r.values["sigma"] == 0.6
     assert r.errors["sigma"] == 0.0
     assert set(r.fixed) == {"sigma", "mu_0"}
     assert r.ndof == 96 - 2
-    r2 = fit_peaks((n, EDGES), (650, 674), "gauss_const", [661.7], limits={"area_0": (None, None), "bkg_const": (None, None)})
+    r2 = fit_peaks(
+        (n, EDGES),
+        (650, 674),
+        "gauss_const",
+        [661.7],
+        limits={"area_0": (None, None), "bkg_const": (None, None)},
+    )
     assert r2.valid
 
 

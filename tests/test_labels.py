@@ -31,5 +31,5 @@ def test_balanced_keeps_window_proportions():
 
 
 def test_bad_window():
-    with pytest.raises(ValueError, match="labels.dep"):
+    with pytest.raises(ValueError, match=r"labels\.dep"):
         LabelConfig(dep=(1595.0, 1590.0))

@@ -58,7 +58,9 @@ def test_peak_to_compton_paper_known_answer() -> None:
     ra = peak_to_compton_area(h, Quantity(1000.0, 40.0), (355, 450))
     dens = 2.0 * n_compton / 95.0
     assert ra.value == pytest.approx(1000.0 / dens)
-    assert ra.error == pytest.approx((1000.0 / dens) * math.hypot(0.04, 1 / math.sqrt(2.0 * n_compton)))
+    assert ra.error == pytest.approx(
+        (1000.0 / dens) * math.hypot(0.04, 1 / math.sqrt(2.0 * n_compton))
+    )
 
 
 def test_survival_fraction_is_binomial_for_counts() -> None:
@@ -197,9 +199,9 @@ def test_roc_auc_matches_rank_statistic() -> None:
     s = np.round(rng.normal(size=400), 1)  # many ties
     y = rng.random(400) < 1 / (1 + np.exp(-2 * s))
     pos, neg = s[y], s[~y]
-    mann_whitney = (np.sum(pos[:, None] > neg[None, :]) + 0.5 * np.sum(pos[:, None] == neg[None, :])) / (
-        pos.size * neg.size
-    )
+    mann_whitney = (
+        np.sum(pos[:, None] > neg[None, :]) + 0.5 * np.sum(pos[:, None] == neg[None, :])
+    ) / (pos.size * neg.size)
     assert roc_auc(s, y) == pytest.approx(mann_whitney, rel=1e-12)
 
 

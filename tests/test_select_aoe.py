@@ -106,7 +106,9 @@ def test_sse_cut_value_other_acceptance(data, fitted):
     e = np.asarray(table.energy_kev)
     c80 = fitted.sse_cut_value(table, 0.8)
     assert c80 > fitted.cut_value
-    acc, _ = net_survival(e, fitted.sse_pass(table, c80), (1590.0, 1595.0), ((1564.0, 1576.0), (1598.0, 1612.0)))
+    acc, _ = net_survival(
+        e, fitted.sse_pass(table, c80), (1590.0, 1595.0), ((1564.0, 1576.0), (1598.0, 1612.0))
+    )
     assert acc == pytest.approx(0.8, abs=0.012)
 
 

@@ -51,7 +51,9 @@ def make_table(
             "risetime_ns": rt.astype(np.float32),
             "l1_to_sse": l1.astype(np.float32),
             "n_peaks_d2": npk,
-            "a_over_e": np.where(mse, rng.normal(0.8, 0.1, m), rng.normal(1.0, 0.02, m)).astype(np.float32),
+            "a_over_e": np.where(mse, rng.normal(0.8, 0.1, m), rng.normal(1.0, 0.02, m)).astype(
+                np.float32
+            ),
             "quality": np.zeros(m, dtype=np.uint32),
         }
     )

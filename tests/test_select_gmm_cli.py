@@ -26,10 +26,18 @@ def _features(n: int = 12_000, seed: int = 3) -> dict[str, np.ndarray]:
     mu = 0.02 * (1 + 1e-5 * e)
     return {
         "energy_kev": e,
-        "risetime_ns": np.where(mse, rng.normal(430, 80, n), rng.normal(250, 50, n)).astype(np.float32),
-        "l1_to_sse": np.where(mse, rng.normal(0.08, 0.02, n), rng.normal(0.045, 0.012, n)).astype(np.float32),
-        "n_peaks_d2": np.where(mse, 2 + rng.poisson(1.4, n), 2 + rng.poisson(0.15, n)).astype(np.int32),
-        "a_over_e": np.where(mse, mu * rng.uniform(0.5, 0.97, n), rng.normal(mu, 0.012 * mu)).astype(np.float32),
+        "risetime_ns": np.where(mse, rng.normal(430, 80, n), rng.normal(250, 50, n)).astype(
+            np.float32
+        ),
+        "l1_to_sse": np.where(mse, rng.normal(0.08, 0.02, n), rng.normal(0.045, 0.012, n)).astype(
+            np.float32
+        ),
+        "n_peaks_d2": np.where(mse, 2 + rng.poisson(1.4, n), 2 + rng.poisson(0.15, n)).astype(
+            np.int32
+        ),
+        "a_over_e": np.where(
+            mse, mu * rng.uniform(0.5, 0.97, n), rng.normal(mu, 0.012 * mu)
+        ).astype(np.float32),
     }
 
 
@@ -83,7 +91,9 @@ def test_train_apply_gmm(feature_files, tmp_path):
 def test_train_apply_aoe_csv(feature_files, tmp_path):
     npz, _ = feature_files
     cfg = tmp_path / "c.toml"
-    cfg.write_text('[aoe]\nthreshold_mode = "kept_fraction"\nkept_fraction = 0.3\nmin_slice_events = 100\nslice_width_kev = 100.0\n')
+    cfg.write_text(
+        '[aoe]\nthreshold_mode = "kept_fraction"\nkept_fraction = 0.3\nmin_slice_events = 100\nslice_width_kev = 100.0\n'
+    )
     model = tmp_path / "aoe.json"
     assert main(["train", "aoe", str(npz), "--out", str(model), "--config", str(cfg)]) == 0
     out = tmp_path / "s.csv"

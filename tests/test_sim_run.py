@@ -101,11 +101,16 @@ def test_same_seed_same_bytes(tmp_path, cache, config, th_run):
     other = tmp_path / "th_other"
     simulate("th232", 3000, other, seed=8, config=config, cache_dir=cache)
     d = _digest(other)
-    assert d["RAW/DataR_CH0@DT5725_1146_run.root"] != _digest(th_run)["RAW/DataR_CH0@DT5725_1146_run.root"]
+    assert (
+        d["RAW/DataR_CH0@DT5725_1146_run.root"]
+        != _digest(th_run)["RAW/DataR_CH0@DT5725_1146_run.root"]
+    )
 
 
 def test_bin_run_and_cryoconite(tmp_path, cache, config):
-    out = simulate("cryoconite", 1500, tmp_path / "cryo", fmt="bin", seed=3, config=config, cache_dir=cache)
+    out = simulate(
+        "cryoconite", 1500, tmp_path / "cryo", fmt="bin", seed=3, config=config, cache_dir=cache
+    )
     events = io.read(out)
     truth = read_truth(truth_path(out, "DataR_CH0@DT5725_1146_run.BIN"))
     assert len(events) == len(truth) == 1500
@@ -145,9 +150,29 @@ def test_classify_codes():
     """One event per process: FEP, SEP, DEP, partial, summing of two photons, X-ray escape."""
     e_prim = np.array([2614.5, 2614.5, 2614.5, 2614.5, 583.19, 2614.5, 100.0])
     event = np.array([0, 1, 2, 3, 4, 4, 5])
-    edep = np.array([2614.5, 2614.5 - ELECTRON_MASS_KEV, 2614.5 - 2 * ELECTRON_MASS_KEV, 1000.0, 583.19, 5.0, 100.0 - 9.876])
+    edep = np.array(
+        [
+            2614.5,
+            2614.5 - ELECTRON_MASS_KEV,
+            2614.5 - 2 * ELECTRON_MASS_KEV,
+            1000.0,
+            583.19,
+            5.0,
+            100.0 - 9.876,
+        ]
+    )
     pair = np.array([False, True, True, False, False, False, False])
-    dep = Deposits(np.zeros(7, np.int64), np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0, np.int64), edep, pair, np.zeros(7, np.int32))
+    dep = Deposits(
+        np.zeros(7, np.int64),
+        np.zeros(0),
+        np.zeros(0),
+        np.zeros(0),
+        np.zeros(0),
+        np.zeros(0, np.int64),
+        edep,
+        pair,
+        np.zeros(7, np.int32),
+    )
     proc, n_hit, e0 = classify(dep, e_prim, event, 6)
     np.testing.assert_array_equal(proc, [1, 2, 3, 4, 0, 0])
     np.testing.assert_array_equal(n_hit, [1, 1, 1, 1, 2, 1])

@@ -40,7 +40,12 @@ def test_attenuation_matches_xcom_table():
     tab = T.load_data_table("xcom_Ge_cross_sections.csv")
     mu = T.attenuation_coefficients_per_mm(tab["E_keV"])
     per_mm = T.GE_DENSITY_G_CM3 / 10.0
-    for ours, col in (("photo", "photo"), ("compton", "incoh"), ("pair", "pair_total"), ("rayleigh", "coh")):
+    for ours, col in (
+        ("photo", "photo"),
+        ("compton", "incoh"),
+        ("pair", "pair_total"),
+        ("rayleigh", "coh"),
+    ):
         ref = tab[col] * per_mm
         ok = ref > 0
         np.testing.assert_allclose(mu[ours][ok], ref[ok], rtol=1e-3, err_msg=ours)
@@ -181,10 +186,22 @@ def test_same_seed_same_deposits():
 def test_cluster_sites_counts_known_layouts():
     offsets = np.array([0, 1, 3, 6, 8])
     x = np.array([0.0, 0.0, 0.5, 0.0, 0.9, 1.8, 0.0, 5.0])
-    dep = T.Deposits(offsets, np.ones(8), x, np.zeros(8), np.zeros(8), np.zeros(8, np.int64), np.zeros(1), np.zeros(1, bool), np.zeros(1, np.int32))
+    dep = T.Deposits(
+        offsets,
+        np.ones(8),
+        x,
+        np.zeros(8),
+        np.zeros(8),
+        np.zeros(8, np.int64),
+        np.zeros(1),
+        np.zeros(1, bool),
+        np.zeros(1, np.int32),
+    )
     # single; two within 1 mm; a chain 0-0.9-1.8 links into one; two 5 mm apart
     np.testing.assert_array_equal(T.cluster_sites(dep, 1.0), [1, 1, 1, 2])
-    np.testing.assert_array_equal(T._cluster_kernel.py_func(offsets, x, np.zeros(8), np.zeros(8), 1.0), [1, 1, 1, 2])
+    np.testing.assert_array_equal(
+        T._cluster_kernel.py_func(offsets, x, np.zeros(8), np.zeros(8), 1.0), [1, 1, 1, 2]
+    )
 
 
 _TWIN_SCRIPT = """
@@ -214,7 +231,9 @@ def test_python_twin_matches_kernel(tmp_path):
     for mode in ("0", "1"):
         env = {**os.environ, "NUMBA_DISABLE_JIT": mode}
         path = tmp_path / f"dep{mode}.npy"
-        subprocess.run([sys.executable, "-c", _TWIN_SCRIPT, str(path)], env=env, check=True, timeout=300)
+        subprocess.run(
+            [sys.executable, "-c", _TWIN_SCRIPT, str(path)], env=env, check=True, timeout=300
+        )
         out[mode] = np.load(path)
     assert out["0"].shape[0] > 20
     np.testing.assert_allclose(out["0"], out["1"], rtol=1e-9, atol=1e-9)
@@ -246,8 +265,14 @@ def test_th232_line_rates_and_cascade():
 
 def test_cryoconite_self_absorption_and_lines():
     cfg = S.SourceConfig(window_thickness_mm=0.0)
-    thin = S.make_source("cryoconite", S.SourceConfig(window_thickness_mm=0.0, sample_density_g_cm3=0.05, sample_mass_g=1.0))
-    thick = S.make_source("cryoconite", S.SourceConfig(window_thickness_mm=0.0, sample_density_g_cm3=2.5, sample_mass_g=200.0))
+    thin = S.make_source(
+        "cryoconite",
+        S.SourceConfig(window_thickness_mm=0.0, sample_density_g_cm3=0.05, sample_mass_g=1.0),
+    )
+    thick = S.make_source(
+        "cryoconite",
+        S.SourceConfig(window_thickness_mm=0.0, sample_density_g_cm3=2.5, sample_mass_g=200.0),
+    )
     names = {e.name for e in S.make_source("cryoconite", cfg).emitters}
     assert {"Cs-137", "Be-7", "Pb-210", "Am-241", "K-40", "Tl-208"} <= names
     rng = np.random.default_rng(1)

@@ -57,7 +57,15 @@ _FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 #:   Ac-228,968.96,0.009,15.9 | Bi-212,1620.738,0.01,1.51 | Tl-208,2614.511,0.01,99.755
 #: (escape peaks and the 510.74 keV line next to annihilation are left out on purpose)
 TH232_LINES_KEV: tuple[float, ...] = (
-    238.632, 338.32, 583.187, 727.33, 860.53, 911.196, 968.96, 1620.738, 2614.511
+    238.632,
+    338.32,
+    583.187,
+    727.33,
+    860.53,
+    911.196,
+    968.96,
+    1620.738,
+    2614.511,
 )
 
 #: Cryoconite-sample lines (keV), LNHB LARA/DDEP via physics-data/cryoconite_lines.csv:
@@ -65,7 +73,15 @@ TH232_LINES_KEV: tuple[float, ...] = (
 #:   Cs-137,661.6553 | Bi-207,1063.656 | K-40,1460.822 | Bi-214,1764.494
 #: (7Be 477.6035 keV is the weak line to find, not a calibration line)
 CRYOCONITE_LINES_KEV: tuple[float, ...] = (
-    46.539, 59.5409, 351.932, 569.698, 609.312, 661.6553, 1063.656, 1460.822, 1764.494
+    46.539,
+    59.5409,
+    351.932,
+    569.698,
+    609.312,
+    661.6553,
+    1063.656,
+    1460.822,
+    1764.494,
 )
 
 
@@ -82,12 +98,17 @@ class CalibConfig:
     cryoconite_lines_kev: tuple[float, ...] = CRYOCONITE_LINES_KEV
     custom_lines_kev: tuple[float, ...] = ()
     order: int = field(default=1, metadata={"choices": (1, 2), "doc": "1 linear, 2 quadratic"})
-    model: str = field(default="gauss_step", metadata={"choices": ("gauss_step", "gauss_step_tail", "gauss_linear")})
+    model: str = field(
+        default="gauss_step",
+        metadata={"choices": ("gauss_step", "gauss_step_tail", "gauss_linear")},
+    )
     fit_halfwidth_fwhm: float = field(default=3.0, metadata={"min": 1.5, "max": 20.0})
     prominence_sigma: float = field(default=6.0, metadata={"min": 1.0})
     smooth_channels: float = field(default=1.0, metadata={"min": 0.0, "max": 20.0})
     max_peaks: int = field(default=40, metadata={"min": 2, "max": 500})
-    pairing_peaks: int = field(default=12, metadata={"min": 2, "max": 40, "doc": "strongest peaks tried as anchors"})
+    pairing_peaks: int = field(
+        default=12, metadata={"min": 2, "max": 40, "doc": "strongest peaks tried as anchors"}
+    )
     match_tolerance_kev: float = field(default=3.0, metadata={"min": 0.01})
     gain_range_kev_per_adc: tuple[float, float] = (0.005, 20.0)
     max_offset_kev: float = field(default=100.0, metadata={"min": 0.0})
@@ -228,7 +249,9 @@ class Calibration:
                 peaks_adc_err=tuple(float(x) for x in d.get("peaks_adc_err", ())),
                 residuals_kev=tuple(float(x) for x in d.get("residuals_kev", ())),
                 fwhm_coeffs=(fc[0], fc[1], fc[2]),
-                fwhm_covariance=_tuple2(np.asarray(d.get("fwhm_covariance", np.zeros((3, 3))), dtype=float)),
+                fwhm_covariance=_tuple2(
+                    np.asarray(d.get("fwhm_covariance", np.zeros((3, 3))), dtype=float)
+                ),
                 fwhm_points_kev=tuple(float(x) for x in d.get("fwhm_points_kev", ())),
                 fwhm_points_err_kev=tuple(float(x) for x in d.get("fwhm_points_err_kev", ())),
                 chi2=float(d.get("chi2", 0.0)),
@@ -277,7 +300,11 @@ def find_peaks_adc(
     prom = props["prominences"]
     base = np.maximum(s[idx] - prom, 0.0)
     # smoothing by a Gaussian of width w reduces the noise by ~ 1/sqrt(2 sqrt(pi) w)
-    noise_scale = 1.0 / math.sqrt(2.0 * math.sqrt(math.pi) * smooth_channels) if smooth_channels > 0.3 else 1.0
+    noise_scale = (
+        1.0 / math.sqrt(2.0 * math.sqrt(math.pi) * smooth_channels)
+        if smooth_channels > 0.3
+        else 1.0
+    )
     signif = prom / (np.sqrt(base + 1.0) * noise_scale)
     keep = signif > prominence_sigma
     idx, prom, signif = idx[keep], prom[keep], signif[keep]
@@ -321,7 +348,11 @@ def _match_lines(
             if abs(offset) > cfg.max_offset_kev:
                 continue
             pred = (lines_arr - offset) / gain  # predicted channels of every line
-            k = np.clip(np.searchsorted(ch_sorted, pred), 1, ch_sorted.size - 1) if ch_sorted.size > 1 else np.zeros(pred.size, dtype=int)
+            k = (
+                np.clip(np.searchsorted(ch_sorted, pred), 1, ch_sorted.size - 1)
+                if ch_sorted.size > 1
+                else np.zeros(pred.size, dtype=int)
+            )
             cand = np.stack([ch_sorted[np.maximum(k - 1, 0)], ch_sorted[k]])
             d = np.abs(cand - pred) * gain
             dmin = d.min(axis=0)
@@ -329,7 +360,9 @@ def _match_lines(
             n = int(hit.sum())
             if n < need:
                 continue
-            nearest = np.where(np.argmin(d, axis=0) == 0, order_ch[np.maximum(k - 1, 0)], order_ch[k])
+            nearest = np.where(
+                np.argmin(d, axis=0) == 0, order_ch[np.maximum(k - 1, 0)], order_ch[k]
+            )
             score = float(np.sum(np.log1p(sig_all[nearest[hit]])))
             rms = float(np.sqrt(np.mean(dmin[hit] ** 2)))
             key = (n, score, -rms, gain, offset)
@@ -460,16 +493,22 @@ def calibrate(
         centres = np.arange(n_ch, dtype=np.float64)
     counts = np.asarray(h.values())
     found = find_peaks_adc(
-        counts, prominence_sigma=cfg.prominence_sigma, smooth_channels=cfg.smooth_channels,
+        counts,
+        prominence_sigma=cfg.prominence_sigma,
+        smooth_channels=cfg.smooth_channels,
         max_peaks=cfg.max_peaks,
     )
     if found.channel.size < 2:
         msg = f"found {found.channel.size} peak(s) in the ADC spectrum ({float(np.sum(counts)):.0f} events); need >= 2"
         raise CalibrationError(msg)
     # peak positions as ADC channels (the spectrum may start above channel 0)
-    found = FoundPeaks(found.channel + centres[0], found.fwhm_channels, found.significance, found.height)
+    found = FoundPeaks(
+        found.channel + centres[0], found.fwhm_channels, found.significance, found.height
+    )
     gain, offset, matches = _match_lines(found, lines, cfg)
-    log.info("line matching: %.5f keV/ch, offset %.3f keV, %d lines matched", gain, offset, len(matches))
+    log.info(
+        "line matching: %.5f keV/ch, offset %.3f keV, %d lines matched", gain, offset, len(matches)
+    )
 
     e_line, mu, mu_err, sig, sig_err = [], [], [], [], []
     for e, i in matches:
@@ -493,8 +532,15 @@ def calibrate(
         except BegePsdError as exc:
             log.warning("line %.3f keV at channel %.0f: fit not possible (%s); skipped", e, ch, exc)
             continue
-        if not r.valid or "mu_0" in r.at_limit or "sigma" in r.at_limit or r.areas[0].area < 3 * r.areas[0].error:
-            log.warning("line %.3f keV at channel %.0f: fit not valid or not significant; skipped", e, ch)
+        if (
+            not r.valid
+            or "mu_0" in r.at_limit
+            or "sigma" in r.at_limit
+            or r.areas[0].area < 3 * r.areas[0].error
+        ):
+            log.warning(
+                "line %.3f keV at channel %.0f: fit not valid or not significant; skipped", e, ch
+            )
             continue
         e_line.append(e)
         mu.append(r.values["mu_0"])

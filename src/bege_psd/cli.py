@@ -39,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"bege-psd {__version__}")
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
-    verbosity.add_argument("-q", "--quiet", action="store_true", help="only errors; no progress bars")
+    verbosity.add_argument(
+        "-q", "--quiet", action="store_true", help="only errors; no progress bars"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:

@@ -101,7 +101,10 @@ def _check(value: Any, tp: Any, key: str, meta: Mapping[str, Any]) -> Any:
             if len(value) != len(args):
                 msg = f"{key} = {value!r}: expected a list of {len(args)} values"
                 raise ConfigError(msg)
-            items = [_check(v, a, f"{key}[{i}]", {}) for i, (v, a) in enumerate(zip(value, args, strict=True))]
+            items = [
+                _check(v, a, f"{key}[{i}]", {})
+                for i, (v, a) in enumerate(zip(value, args, strict=True))
+            ]
         else:
             item_tp = args[0] if args else Any
             items = [_check(v, item_tp, f"{key}[{i}]", {}) for i, v in enumerate(value)]

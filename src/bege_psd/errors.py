@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 __all__ = (
     "BegePsdError",
+    "BegePsdWarning",
     "CompassFormatError",
     "ConfigError",
     "FitError",
@@ -24,7 +25,6 @@ __all__ = (
     "SimulationError",
     "TruncatedFileError",
     "UnderdeterminedComponentWarning",
-    "BegePsdWarning",
     "nearest_names",
     "require",
 )

@@ -69,14 +69,19 @@ class MetricsError(BegePsdError, ValueError):
 class MetricsConfig:
     """Windows and constants of the paper's metrics (keV). ``[metrics]`` in the TOML config."""
 
-    ptc_peak_kev: float = field(default=661.6553, metadata={"min": 0.0, "doc": "137Cs line (LNHB 2023)"})
+    ptc_peak_kev: float = field(
+        default=661.6553, metadata={"min": 0.0, "doc": "137Cs line (LNHB 2023)"}
+    )
     ptc_peak_window_kev: tuple[float, float] = (660.0, 670.0)
     ptc_compton_window_kev: tuple[float, float] = (355.0, 450.0)
     ptc_fit_window_kev: tuple[float, float] = (650.0, 675.0)
     ptc_model: str = field(
-        default="gauss_step", metadata={"choices": ("gauss_step", "gauss_step_tail", "gauss_linear")}
+        default="gauss_step",
+        metadata={"choices": ("gauss_step", "gauss_step_tail", "gauss_linear")},
     )
-    sep_kev: float = field(default=2103.511, metadata={"min": 0.0, "doc": "208Tl SEP = 2614.511 - 511"})
+    sep_kev: float = field(
+        default=2103.511, metadata={"min": 0.0, "doc": "208Tl SEP = 2614.511 - 511"}
+    )
     sep_window_kev: tuple[float, float] = (2098.0, 2109.0)
     weak_line_kev: float = field(default=477.6035, metadata={"min": 0.0, "doc": "7Be (DDEP)"})
     weak_line_window_kev: tuple[float, float] = (468.0, 488.0)
@@ -87,11 +92,18 @@ class MetricsConfig:
             "doc": "7Be sits on the 137Cs Compton edge (477.3 keV): a linear background overstates Z",
         },
     )
-    currie_k: float = field(default=1.645, metadata={"min": 0.5, "max": 5.0, "doc": "k_alpha = k_beta"})
+    currie_k: float = field(
+        default=1.645, metadata={"min": 0.5, "max": 5.0, "doc": "k_alpha = k_beta"}
+    )
 
     def __post_init__(self) -> None:
-        for name in ("ptc_peak_window_kev", "ptc_compton_window_kev", "ptc_fit_window_kev",
-                     "sep_window_kev", "weak_line_window_kev"):
+        for name in (
+            "ptc_peak_window_kev",
+            "ptc_compton_window_kev",
+            "ptc_fit_window_kev",
+            "sep_window_kev",
+            "weak_line_window_kev",
+        ):
             lo, hi = getattr(self, name)
             if not hi > lo:
                 msg = f"metrics.{name} = {(lo, hi)!r}: expected lo < hi"
@@ -239,7 +251,9 @@ def compare_peak_to_compton(
     if f_c.value <= 0:
         msg = "no Compton counts survive the cut; the improvement factor is undefined"
         raise MetricsError(msg)
-    factor = Quantity(f_p.value / f_c.value, _ratio_error(f_p.value, f_p.error, f_c.value, f_c.error))
+    factor = Quantity(
+        f_p.value / f_c.value, _ratio_error(f_p.value, f_p.error, f_c.value, f_c.error)
+    )
     return Improvement(method, r_all, r_kept, factor, peak_f, f_c)
 
 
@@ -433,12 +447,16 @@ def line_significance(
     alternate between holding one and two channels and ruin the fit.
     """
     fixed = dict(fix or {})
-    free = fit_peaks(h, window, model, [energy], minos=False, fwhm=fwhm, fix=fixed or None, limits=limits)
+    free = fit_peaks(
+        h, window, model, [energy], minos=False, fwhm=fwhm, fix=fixed or None, limits=limits
+    )
     null_fix = {**fixed, "area_0": 0.0}
     # position and width are meaningless without a peak: hold them at the free fit's values
     null_fix.setdefault("mu_0", free.values["mu_0"])
     null_fix.setdefault("sigma", free.values["sigma"])
-    null = fit_peaks(h, window, model, [energy], minos=False, fwhm=fwhm, fix=null_fix, limits=limits)
+    null = fit_peaks(
+        h, window, model, [energy], minos=False, fwhm=fwhm, fix=null_fix, limits=limits
+    )
     ts = max(null.chi2 - free.chi2, 0.0)
     return LineSignificance(
         z=math.sqrt(ts), ts=ts, area=Quantity(free.areas[0].area, free.areas[0].error), fit=free
@@ -475,7 +493,9 @@ def currie_mda(
     if live_time_s <= 0:
         msg = f"live_time_s = {live_time_s} must be positive"
         raise MetricsError(msg)
-    return currie_detection_limit(background_counts, k=k) / (efficiency * emission_probability * live_time_s)
+    return currie_detection_limit(background_counts, k=k) / (
+        efficiency * emission_probability * live_time_s
+    )
 
 
 @dataclass(frozen=True)
@@ -515,7 +535,9 @@ def mda_before_after(
     after = currie_mda(
         background_after, efficiency * peak_survival, emission_probability, live_time_s, k=k
     )
-    return MDAComparison(before, after, after / before, background_before, background_after, peak_survival)
+    return MDAComparison(
+        before, after, after / before, background_before, background_after, peak_survival
+    )
 
 
 def mda_from_spectra(

@@ -35,7 +35,9 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("input", help="ROOT features/events file, CoMPASS run folder, or .npy energies")
     p.add_argument("--out", required=True, help="output file: .root, .n42 or .spe")
-    p.add_argument("--field", default=None, help="energy branch (default energy_kev, else energy_adc)")
+    p.add_argument(
+        "--field", default=None, help="energy branch (default energy_kev, else energy_adc)"
+    )
     p.add_argument("--tree", default=None, help="tree name when the ROOT file holds several")
     p.add_argument("--mask", default=None, help="boolean .npy, or FILE.root:[tree/]branch")
     p.add_argument("--threshold", type=float, default=None, help="mask = score >= threshold")

@@ -61,7 +61,9 @@ def load_spectrum(path: str | Path, name: str | None = None) -> Any:
             return (sf.counts, ch)
         edges = c0 + c1 * ch + c2 * ch * ch
         if not np.all(np.diff(edges) > 0):
-            msg = f"{p}: the energy calibration {sf.coefficients} is not increasing over the channels"
+            msg = (
+                f"{p}: the energy calibration {sf.coefficients} is not increasing over the channels"
+            )
             raise CompassFormatError(msg, path=str(p))
         return (sf.counts, edges)
     import uproot
@@ -98,5 +100,7 @@ def run(args: argparse.Namespace) -> int:
     for a in r.areas:
         lo = "" if a.minos_lower is None else f"  Minos [{a.minos_lower:.1f}, {a.minos_upper:.1f}]"
         print(f"peak {a.energy:.2f}: net area {a.area:.1f} ± {a.error:.1f}{lo}")
-    print(f"chi2/ndof = {r.chi2:.1f}/{r.ndof} (p = {r.pvalue:.3g}); valid = {r.valid}; wrote {args.out}")
+    print(
+        f"chi2/ndof = {r.chi2:.1f}/{r.ndof} (p = {r.pvalue:.3g}); valid = {r.valid}; wrote {args.out}"
+    )
     return 0 if r.valid else 3

@@ -136,7 +136,13 @@ class PeakModel:
     def _unpack_all(
         self, params: Sequence[float]
     ) -> tuple[
-        list[tuple[float, float, float]], float, float, float, float, float, tuple[float, float, float, float] | None
+        list[tuple[float, float, float]],
+        float,
+        float,
+        float,
+        float,
+        float,
+        tuple[float, float, float, float] | None,
     ]:
         per = 3 if self.has_step else 2
         peaks = []
@@ -170,7 +176,9 @@ class PeakModel:
             ze = (xa - ep) / ew
             out = out + eh * ew * _step_antiderivative(ze)
             if es != 0.0:
-                out = out + es * ew * ew * (0.5 * ze * ze * _norm_cdf(-ze) + 0.5 * (_norm_cdf(ze) - ze * _norm_pdf(ze)))
+                out = out + es * ew * ew * (
+                    0.5 * ze * ze * _norm_cdf(-ze) + 0.5 * (_norm_cdf(ze) - ze * _norm_pdf(ze))
+                )
         for area, mu, step in peaks:
             z = (xa - mu) / sigma
             shape = _norm_cdf(z)

@@ -181,9 +181,7 @@ def histogram_arrays(
     return v, va, e
 
 
-def _select_window(
-    edges: NDArray[np.float64], window: tuple[float, float]
-) -> tuple[int, int]:
+def _select_window(edges: NDArray[np.float64], window: tuple[float, float]) -> tuple[int, int]:
     lo, hi = float(window[0]), float(window[1])
     if not hi > lo:
         msg = f"fit window ({lo}, {hi}) is empty; expected lo < hi"
@@ -299,8 +297,15 @@ def _edge_start(
     width = max(2.0 * sigma0, 2.0 * bw)
     left = d[centres < pos - width]
     right = d[centres > pos + width]
-    drop = (float(np.mean(left)) if left.size else float(d[0])) - (float(np.mean(right)) if right.size else float(d[-1]))
-    return {"edge_height": max(drop, floor), "edge_slope": 0.0, "edge_pos": pos, "edge_width": width}
+    drop = (float(np.mean(left)) if left.size else float(d[0])) - (
+        float(np.mean(right)) if right.size else float(d[-1])
+    )
+    return {
+        "edge_height": max(drop, floor),
+        "edge_slope": 0.0,
+        "edge_pos": pos,
+        "edge_width": width,
+    }
 
 
 def _guess_sigma(

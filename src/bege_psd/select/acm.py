@@ -186,7 +186,10 @@ def _normalise_block(
     x /= np.where(flat[:, None], np.float32(1.0), span)
     x[flat] = np.nan
     m = ns // downsample
-    return x[:, : m * downsample].reshape(n, m, downsample).mean(axis=2, dtype=np.float32)
+    out: NDArray[np.float32] = (
+        x[:, : m * downsample].reshape(n, m, downsample).mean(axis=2, dtype=np.float32)
+    )
+    return out
 
 
 def waveforms_to_input(
@@ -253,7 +256,7 @@ def _acm_input_impl(wf2: NDArray[Any], config: ACMConfig, polarity: str) -> NDAr
     try:
         from .. import dsp
 
-        acm_input = dsp.acm_input  # type: ignore[attr-defined]
+        acm_input = dsp.acm_input
     except (ImportError, AttributeError):
         acm_input = None
     if acm_input is not None and polarity != "auto":

@@ -34,17 +34,23 @@ _PREFERRED_TREES = ("Features", "PSD", "Data_R")
 
 def register(subparsers: Any) -> None:
     """Add ``train`` and ``apply`` to the ``bege-psd`` command line."""
-    p = subparsers.add_parser("train", help="train a selection (A/E, GMM or ACM) on a feature table")
+    p = subparsers.add_parser(
+        "train", help="train a selection (A/E, GMM or ACM) on a feature table"
+    )
     p.add_argument("kind", choices=sorted(_SELECTORS), help="which selection")
     p.add_argument("features", type=Path, help="feature table (.root tree or .npz)")
     p.add_argument("--out", type=Path, required=True, help="model file to write")
-    p.add_argument("--config", type=Path, default=None, help="TOML file; uses its [aoe]/[gmm]/[acm] section")
+    p.add_argument(
+        "--config", type=Path, default=None, help="TOML file; uses its [aoe]/[gmm]/[acm] section"
+    )
     p.set_defaults(func=_train)
 
     a = subparsers.add_parser("apply", help="score events with a trained selection model")
     a.add_argument("model", type=Path, help="model written by `bege-psd train`")
     a.add_argument("features", type=Path, help="feature table (.root tree or .npz)")
-    a.add_argument("--out", type=Path, required=True, help="output: .root (friend tree PSD), .npz or .csv")
+    a.add_argument(
+        "--out", type=Path, required=True, help="output: .root (friend tree PSD), .npz or .csv"
+    )
     a.set_defaults(func=_apply)
 
 
@@ -91,7 +97,10 @@ def write_scores(path: Path, name: str, score: Any, mask: Any, metadata: dict[st
     from .._util import atomic_path, atomic_write_text
     from ..errors import SelectionError
 
-    cols = {f"score_{name}": np.asarray(score, dtype=np.float64), f"mask_{name}": np.asarray(mask, dtype=bool)}
+    cols = {
+        f"score_{name}": np.asarray(score, dtype=np.float64),
+        f"mask_{name}": np.asarray(mask, dtype=bool),
+    }
     if path.suffix == ".root":
         from ..io.friend import write_friend
 

@@ -40,10 +40,16 @@ def register(subparsers: Any) -> None:
     p.add_argument("--source", required=True, choices=("th232", "cryoconite", "background"))
     p.add_argument("--events", required=True, type=_positive_int, help="number of recorded events")
     p.add_argument("--out", required=True, help="run folder to write")
-    p.add_argument("--format", default="root", choices=("root", "bin"), help="RAW file format (default root)")
+    p.add_argument(
+        "--format", default="root", choices=("root", "bin"), help="RAW file format (default root)"
+    )
     p.add_argument("--seed", default=0, type=int, help="random seed (same seed, same bytes)")
     p.add_argument("--config", default=None, help="TOML file with a [sim] table")
-    p.add_argument("--cache-dir", default=None, help="pulse-library cache (default $BEGE_PSD_CACHE or generated/cache)")
+    p.add_argument(
+        "--cache-dir",
+        default=None,
+        help="pulse-library cache (default $BEGE_PSD_CACHE or generated/cache)",
+    )
     p.set_defaults(func=_run)
 
 

@@ -38,12 +38,20 @@ class SimConfig:
     source: SourceConfig = field(default_factory=SourceConfig)
     transport: TransportConfig = field(default_factory=TransportConfig)
     chunk_events: int = field(
-        default=20_000, metadata={"min": 100, "max": 10_000_000, "doc": "recorded events simulated per chunk (memory)"}
+        default=20_000,
+        metadata={
+            "min": 100,
+            "max": 10_000_000,
+            "doc": "recorded events simulated per chunk (memory)",
+        },
     )
     max_decays_per_chunk: int = field(default=5_000_000, metadata={"min": 1000})
     pileup_window_ns: float = field(
         default=3000.0,
-        metadata={"min": 0.0, "doc": "events closer than this to a neighbour get the pile-up flag (trapezoid length)"},
+        metadata={
+            "min": 0.0,
+            "doc": "events closer than this to a neighbour get the pile-up flag (trapezoid length)",
+        },
     )
     run_id: str = field(default="run", metadata={"doc": "CoMPASS run name used in the file names"})
     write_waveforms: bool = True

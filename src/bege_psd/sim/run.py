@@ -83,7 +83,10 @@ _FIXED_TIME = datetime.datetime(2025, 1, 1, 0, 0, 0)
 # truth classification
 # ---------------------------------------------------------------------------------------------
 def classify(
-    deposits: Deposits, primary_energy_kev: NDArray[np.float64], primary_event: NDArray[np.int64], n_events: int
+    deposits: Deposits,
+    primary_energy_kev: NDArray[np.float64],
+    primary_event: NDArray[np.int64],
+    n_events: int,
 ) -> tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.float64]]:
     """Per event: ``process`` code, number of primaries that deposited energy, and the energy of
     the primary that deposited most (see the module docstring for the codes)."""
@@ -201,10 +204,14 @@ def read_truth(path: str | os.PathLike[str]) -> ak.Array:
 # the run
 # ---------------------------------------------------------------------------------------------
 def _jagged(values: NDArray[np.float64], offsets: NDArray[np.int64]) -> ak.Array:
-    return ak.Array(ak.contents.ListOffsetArray(ak.index.Index64(offsets), ak.contents.NumpyArray(values)))
+    return ak.Array(
+        ak.contents.ListOffsetArray(ak.index.Index64(offsets), ak.contents.NumpyArray(values))
+    )
 
 
-def _select_events(event_offsets: NDArray[np.int64], keep: NDArray[np.bool_]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+def _select_events(
+    event_offsets: NDArray[np.int64], keep: NDArray[np.bool_]
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """New offsets and the flat deposit indices of the kept events."""
     counts = np.diff(event_offsets)[keep]
     starts = event_offsets[:-1][keep]
@@ -285,7 +292,9 @@ def simulate(
 
         bar = tqdm(total=n_events, unit="ev", desc=f"simulate {source}")
 
-    columns: dict[str, list[NDArray[Any]]] = {k: [] for k in ("timestamp_ps", "energy_adc", "flags", "waveform")}
+    columns: dict[str, list[NDArray[Any]]] = {
+        k: [] for k in ("timestamp_ps", "energy_adc", "flags", "waveform")
+    }
     truth_chunks: list[dict[str, Any]] = []
     written = 0
     decays_done = 0
@@ -301,7 +310,9 @@ def simulate(
         if efficiency is None:
             n_decays = min(cfg.max_decays_per_chunk, max(10_000, 50 * target))
         else:
-            n_decays = int(min(cfg.max_decays_per_chunk, max(1000, 1.05 * target / max(efficiency, 1e-9))))
+            n_decays = int(
+                min(cfg.max_decays_per_chunk, max(1000, 1.05 * target / max(efficiency, 1e-9)))
+            )
         prim = src.sample(n_decays, rng)
         dep = transport(
             prim.energy_kev, prim.position_mm, prim.direction, prim.event, n_decays, cfg.transport,
@@ -322,7 +333,9 @@ def simulate(
         # keep deposits on the crystal surface inside the library's domain
         r = np.minimum(r, det.radius_mm)
         z = np.clip(z, 0.0, det.height_mm)
-        out = digitize(_jagged(e, offsets), _jagged(r, offsets), _jagged(z, offsets), lib, elec, rng)
+        out = digitize(
+            _jagged(e, offsets), _jagged(r, offsets), _jagged(z, offsets), lib, elec, rng
+        )
         trig = np.asarray(out["triggered"], dtype=bool)
         sel = np.flatnonzero(trig)
         decays_done += n_decays
@@ -368,7 +381,9 @@ def simulate(
             raise SimulationError(msg)
         if bar is not None:
             bar.update(int(sel.size))
-        log.debug("chunk %d: %d decays, %d events written (total %d)", chunk, n_decays, sel.size, written)
+        log.debug(
+            "chunk %d: %d decays, %d events written (total %d)", chunk, n_decays, sel.size, written
+        )
     if bar is not None:
         bar.close()
 
@@ -412,7 +427,9 @@ def simulate(
         calibration_unit="keV",
         run_id=cfg.run_id,
         time_start=_FIXED_TIME.strftime("%Y/%m/%d %H:%M:%S.000"),
-        time_stop=(_FIXED_TIME + datetime.timedelta(seconds=live_s)).strftime("%Y/%m/%d %H:%M:%S.000"),
+        time_stop=(_FIXED_TIME + datetime.timedelta(seconds=live_s)).strftime(
+            "%Y/%m/%d %H:%M:%S.000"
+        ),
     )
     folder = Path(out_dir)
     with _reproducible_root_files():
@@ -436,7 +453,12 @@ def simulate(
     }
     _write_truth(tpath, [merged], info)
     log.info(
-        "simulated %d %s events from %d decays (live time %.1f s) in %s", n, source, decays_done, live_s, folder
+        "simulated %d %s events from %d decays (live time %.1f s) in %s",
+        n,
+        source,
+        decays_done,
+        live_s,
+        folder,
     )
     return folder
 
@@ -448,4 +470,3 @@ def json_dumps(cfg: SimConfig) -> str:
     from ..config import to_mapping
 
     return json.dumps(to_mapping(cfg), sort_keys=True, default=str)
-

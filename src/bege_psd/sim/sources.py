@@ -61,19 +61,40 @@ _BACKGROUND_BQ = {"K-40": 40.0, "Ra-226": 20.0, "Th-232": 15.0}
 class SourceConfig:
     """Source geometry and strength (TOML table ``[sim.source]``)."""
 
-    distance_mm: float = field(default=50.0, metadata={"min": 0.0, "max": 5000.0, "doc": "point source height above the endcap window"})
-    activity_bq: float = field(default=3000.0, metadata={"min": 1e-3, "max": 1e8, "doc": "232Th chain-head activity of the point source"})
-    endcap_gap_mm: float = field(default=5.0, metadata={"min": 0.0, "max": 50.0, "doc": "crystal front face to outer window surface"})
-    window_material: Literal["C", "Al"] = field(default="C", metadata={"doc": "endcap window: carbon composite or aluminium"})
+    distance_mm: float = field(
+        default=50.0,
+        metadata={"min": 0.0, "max": 5000.0, "doc": "point source height above the endcap window"},
+    )
+    activity_bq: float = field(
+        default=3000.0,
+        metadata={"min": 1e-3, "max": 1e8, "doc": "232Th chain-head activity of the point source"},
+    )
+    endcap_gap_mm: float = field(
+        default=5.0,
+        metadata={"min": 0.0, "max": 50.0, "doc": "crystal front face to outer window surface"},
+    )
+    window_material: Literal["C", "Al"] = field(
+        default="C", metadata={"doc": "endcap window: carbon composite or aluminium"}
+    )
     window_thickness_mm: float = field(default=0.6, metadata={"min": 0.0, "max": 10.0})
-    window_density_g_cm3: float = field(default=1.6, metadata={"min": 0.1, "max": 20.0, "doc": "1.6 carbon composite, 2.70 Al"})
+    window_density_g_cm3: float = field(
+        default=1.6, metadata={"min": 0.1, "max": 20.0, "doc": "1.6 carbon composite, 2.70 Al"}
+    )
     sample_mass_g: float = field(default=20.0, metadata={"min": 0.01, "max": 5000.0})
     sample_density_g_cm3: float = field(default=1.0, metadata={"min": 0.05, "max": 10.0})
     sample_radius_mm: float = field(default=35.0, metadata={"min": 1.0, "max": 200.0})
-    sample_activities_bq_per_kg: dict[str, float] = field(default_factory=dict, metadata={"doc": "overrides of cryoconite_sample.toml defaults"})
-    background_bq: dict[str, float] = field(default_factory=dict, metadata={"doc": "overrides of the background emitters (K-40, Ra-226, Th-232)"})
+    sample_activities_bq_per_kg: dict[str, float] = field(
+        default_factory=dict, metadata={"doc": "overrides of cryoconite_sample.toml defaults"}
+    )
+    background_bq: dict[str, float] = field(
+        default_factory=dict,
+        metadata={"doc": "overrides of the background emitters (K-40, Ra-226, Th-232)"},
+    )
     background_sphere_mm: float = field(default=150.0, metadata={"min": 60.0, "max": 5000.0})
-    min_line_kev: float = field(default=20.0, metadata={"min": 1.0, "max": 3000.0, "doc": "lines below this are not emitted"})
+    min_line_kev: float = field(
+        default=20.0,
+        metadata={"min": 1.0, "max": 3000.0, "doc": "lines below this are not emitted"},
+    )
 
 
 class Primaries(NamedTuple):
@@ -129,7 +150,9 @@ def _tl208_cascade(activity_bq: float) -> _CascadeEmitter:
     return _CascadeEmitter("Tl-208", activity_bq, prob / prob.sum(), e, p)
 
 
-def _th232_emitters(activity_bq: float, min_line_kev: float) -> list[_LineEmitter | _CascadeEmitter]:
+def _th232_emitters(
+    activity_bq: float, min_line_kev: float
+) -> list[_LineEmitter | _CascadeEmitter]:
     rows = _read_rows("th232_chain_lines.csv")
     by_nuc: dict[str, tuple[float, list[float], list[float]]] = {}
     for r in rows:
@@ -144,7 +167,8 @@ def _th232_emitters(activity_bq: float, min_line_kev: float) -> list[_LineEmitte
         es.append(e)
         ps.append(float(r["I_per_decay_pct"]) / 100.0)
     out: list[_LineEmitter | _CascadeEmitter] = [
-        _LineEmitter(n, activity_bq * br, np.array(es), np.clip(np.array(ps), 0, 1)) for n, (br, es, ps) in by_nuc.items()
+        _LineEmitter(n, activity_bq * br, np.array(es), np.clip(np.array(ps), 0, 1))
+        for n, (br, es, ps) in by_nuc.items()
     ]
     # Tl-208: the cascade carries the gammas; its X-rays (conversion) stay a line list above
     tl_br = 0.3593
@@ -154,7 +178,9 @@ def _th232_emitters(activity_bq: float, min_line_kev: float) -> list[_LineEmitte
 
 @functools.cache
 def _cryoconite_defaults() -> dict[str, object]:
-    text = (resources.files("bege_psd") / "data" / "cryoconite_sample.toml").read_text(encoding="utf-8")
+    text = (resources.files("bege_psd") / "data" / "cryoconite_sample.toml").read_text(
+        encoding="utf-8"
+    )
     return tomllib.loads(text)
 
 
@@ -180,7 +206,9 @@ def _cryoconite_activities_bq(cfg: SourceConfig) -> dict[str, float]:
     return out
 
 
-def _cryoconite_emitters(activities: dict[str, float], min_line_kev: float) -> list[_LineEmitter | _CascadeEmitter]:
+def _cryoconite_emitters(
+    activities: dict[str, float], min_line_kev: float
+) -> list[_LineEmitter | _CascadeEmitter]:
     rows = _read_rows("cryoconite_lines.csv")
     lines: dict[str, tuple[list[float], list[float]]] = {}
     for r in rows:
@@ -285,7 +313,11 @@ def _cylinder_exit_distance(
 ) -> NDArray[np.float64]:
     """Distance from points inside the cylinder r < radius, z0 < z < z1 to its surface."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        tz = np.where(d[:, 2] > 0, (z1 - pos[:, 2]) / d[:, 2], np.where(d[:, 2] < 0, (z0 - pos[:, 2]) / d[:, 2], np.inf))
+        tz = np.where(
+            d[:, 2] > 0,
+            (z1 - pos[:, 2]) / d[:, 2],
+            np.where(d[:, 2] < 0, (z0 - pos[:, 2]) / d[:, 2], np.inf),
+        )
         a = d[:, 0] ** 2 + d[:, 1] ** 2
         b = pos[:, 0] * d[:, 0] + pos[:, 1] * d[:, 1]
         c = pos[:, 0] ** 2 + pos[:, 1] ** 2 - radius**2
@@ -345,7 +377,12 @@ class Source:
             pos = np.zeros((n, 3))
             pos[:, 2] = zw + cfg.distance_mm
         elif self.name == "cryoconite":
-            height = cfg.sample_mass_g / cfg.sample_density_g_cm3 * 1000.0 / (np.pi * cfg.sample_radius_mm**2)
+            height = (
+                cfg.sample_mass_g
+                / cfg.sample_density_g_cm3
+                * 1000.0
+                / (np.pi * cfg.sample_radius_mm**2)
+            )
             r = cfg.sample_radius_mm * np.sqrt(rng.random(n))
             phi = 2 * np.pi * rng.random(n)
             pos = np.stack((r * np.cos(phi), r * np.sin(phi), zw + height * rng.random(n)), axis=1)
@@ -362,16 +399,26 @@ class Source:
             sint = np.sqrt(1 - cost**2)
             # local frame around -normal
             inward = -normal
-            helper = np.where(np.abs(inward[:, 2:3]) < 0.9, np.array([[0.0, 0.0, 1.0]]), np.array([[1.0, 0.0, 0.0]]))
+            helper = np.where(
+                np.abs(inward[:, 2:3]) < 0.9,
+                np.array([[0.0, 0.0, 1.0]]),
+                np.array([[1.0, 0.0, 0.0]]),
+            )
             e1 = np.cross(inward, helper)
             e1 /= np.linalg.norm(e1, axis=1, keepdims=True)
             e2 = np.cross(inward, e1)
             direction = (
-                cost[:, None] * inward + (sint * np.cos(phi))[:, None] * e1 + (sint * np.sin(phi))[:, None] * e2
+                cost[:, None] * inward
+                + (sint * np.cos(phi))[:, None] * e1
+                + (sint * np.sin(phi))[:, None] * e2
             )
         if self.name != "background" and cfg.window_thickness_mm > 0:
             down = direction[:, 2] < 0
-            mu_w = mass_attenuation_cm2_g(cfg.window_material, np.maximum(energy, 1.0)) * cfg.window_density_g_cm3 / 10.0
+            mu_w = (
+                mass_attenuation_cm2_g(cfg.window_material, np.maximum(energy, 1.0))
+                * cfg.window_density_g_cm3
+                / 10.0
+            )
             with np.errstate(divide="ignore"):
                 path = np.where(down, cfg.window_thickness_mm / np.abs(direction[:, 2]), 0.0)
             absorbed = rng.random(n) >= np.exp(-mu_w * path)
@@ -380,7 +427,9 @@ class Source:
         return Primaries(event[keep], energy[keep], pos[keep], direction[keep], n_decays)
 
 
-def make_source(name: str, config: SourceConfig | None = None, *, crystal_height_mm: float = 30.0) -> Source:
+def make_source(
+    name: str, config: SourceConfig | None = None, *, crystal_height_mm: float = 30.0
+) -> Source:
     """Build a :class:`Source`: ``"th232"`` (point source), ``"cryoconite"`` (volume sample on
     the endcap) or ``"background"`` (laboratory background only)."""
     cfg = config or SourceConfig()

@@ -94,12 +94,25 @@ _GE_X0_MM = 23.01
 class TransportConfig:
     """Options of the photon transport (TOML table ``[sim.transport]``)."""
 
-    fluorescence: bool = field(default=True, metadata={"doc": "emit and track Ge K X-rays after photo-absorption"})
-    electron_tracks: bool = field(default=True, metadata={"doc": "deposit electron energy along a short track"})
-    electron_step_mm: float = field(default=0.3, metadata={"min": 0.02, "max": 2.0, "doc": "step of the electron track walk"})
-    include_rayleigh: bool = field(default=False, metadata={"doc": "count Rayleigh in the attenuation (direction unchanged)"})
-    min_photon_kev: float = field(default=1.0, metadata={"min": 0.1, "max": 50.0, "doc": "photons below this deposit locally"})
-    site_distance_mm: float = field(default=1.0, metadata={"min": 0.01, "max": 20.0, "doc": "deposits closer than this are one site"})
+    fluorescence: bool = field(
+        default=True, metadata={"doc": "emit and track Ge K X-rays after photo-absorption"}
+    )
+    electron_tracks: bool = field(
+        default=True, metadata={"doc": "deposit electron energy along a short track"}
+    )
+    electron_step_mm: float = field(
+        default=0.3, metadata={"min": 0.02, "max": 2.0, "doc": "step of the electron track walk"}
+    )
+    include_rayleigh: bool = field(
+        default=False, metadata={"doc": "count Rayleigh in the attenuation (direction unchanged)"}
+    )
+    min_photon_kev: float = field(
+        default=1.0, metadata={"min": 0.1, "max": 50.0, "doc": "photons below this deposit locally"}
+    )
+    site_distance_mm: float = field(
+        default=1.0,
+        metadata={"min": 0.01, "max": 20.0, "doc": "deposits closer than this are one site"},
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,14 +148,18 @@ class CrossSectionTable(NamedTuple):
     rayleigh: NDArray[np.float64]
 
 
-def _linear(x: NDArray[np.float64], y: NDArray[np.float64]) -> Callable[[NDArray[np.float64]], NDArray[np.float64]]:
+def _linear(
+    x: NDArray[np.float64], y: NDArray[np.float64]
+) -> Callable[[NDArray[np.float64]], NDArray[np.float64]]:
     def f(q: NDArray[np.float64]) -> NDArray[np.float64]:
         return np.interp(q, x, y)
 
     return f
 
 
-def _loglog_segments(e: NDArray[np.float64], y: NDArray[np.float64], grid: NDArray[np.float64]) -> NDArray[np.float64]:
+def _loglog_segments(
+    e: NDArray[np.float64], y: NDArray[np.float64], grid: NDArray[np.float64]
+) -> NDArray[np.float64]:
     """Interpolate y(e) log-log with PCHIP, restarting at edges (repeated energies)."""
     from scipy.interpolate import CubicSpline
 
@@ -157,14 +174,20 @@ def _loglog_segments(e: NDArray[np.float64], y: NDArray[np.float64], grid: NDArr
         hi = seg_e[-1] if b < e.size else np.inf
         sel = (grid >= lo) & (grid < hi) if b < e.size else (grid >= lo)
         if seg_e.size >= 2:
-            f = CubicSpline(np.log(seg_e), np.log(seg_y), extrapolate=True) if seg_e.size >= 4 else _linear(np.log(seg_e), np.log(seg_y))
+            f = (
+                CubicSpline(np.log(seg_e), np.log(seg_y), extrapolate=True)
+                if seg_e.size >= 4
+                else _linear(np.log(seg_e), np.log(seg_y))
+            )
             out[sel] = np.exp(f(np.log(grid[sel])))
         else:
             out[sel] = seg_y[0]
     return out
 
 
-def _pair_term(e: NDArray[np.float64], y: NDArray[np.float64], threshold_kev: float, grid: NDArray[np.float64]) -> NDArray[np.float64]:
+def _pair_term(
+    e: NDArray[np.float64], y: NDArray[np.float64], threshold_kev: float, grid: NDArray[np.float64]
+) -> NDArray[np.float64]:
     """Pair cross section: log-log PCHIP over the non-zero grid points, and below the first
     of them a power law in (E - threshold) with the exponent of the first two points."""
     nz = np.flatnonzero(y > 0)
@@ -182,7 +205,9 @@ def _pair_term(e: NDArray[np.float64], y: NDArray[np.float64], threshold_kev: fl
 
 
 @functools.cache
-def cross_section_table(n_points: int = 6000, e_min_kev: float = 1.0, e_max_kev: float = 10_000.0) -> CrossSectionTable:
+def cross_section_table(
+    n_points: int = 6000, e_min_kev: float = 1.0, e_max_kev: float = 10_000.0
+) -> CrossSectionTable:
     """The Ge interaction coefficients (1/mm) tabulated for the numba kernels (cached)."""
     raw = load_data_table("xcom_Ge_raw_grid_barn_per_atom.csv")
     e = raw["E_keV"]
@@ -201,7 +226,9 @@ def cross_section_table(n_points: int = 6000, e_min_kev: float = 1.0, e_max_kev:
     )
 
 
-def attenuation_coefficients_per_mm(energy_kev: NDArray[np.float64] | float) -> dict[str, NDArray[np.float64]]:
+def attenuation_coefficients_per_mm(
+    energy_kev: NDArray[np.float64] | float,
+) -> dict[str, NDArray[np.float64]]:
     """Interpolated Ge linear attenuation coefficients (1/mm) by process at ``energy_kev``.
 
     Returns ``{"photo", "compton", "pair", "rayleigh"}``, each an array like ``energy_kev``;
@@ -330,7 +357,9 @@ def _inside(x: float, y: float, z: float, radius: float, height: float) -> bool:
 
 
 @nb.njit(cache=True, nogil=True)
-def _distance_to_exit(x: float, y: float, z: float, u: float, v: float, w: float, radius: float, height: float) -> float:
+def _distance_to_exit(
+    x: float, y: float, z: float, u: float, v: float, w: float, radius: float, height: float
+) -> float:
     """Distance along (u, v, w) from a point inside the cylinder to its surface."""
     t = 1e30
     if w > 0.0:
@@ -351,7 +380,9 @@ def _distance_to_exit(x: float, y: float, z: float, u: float, v: float, w: float
 
 
 @nb.njit(cache=True, nogil=True)
-def _distance_to_entry(x: float, y: float, z: float, u: float, v: float, w: float, radius: float, height: float) -> float:
+def _distance_to_entry(
+    x: float, y: float, z: float, u: float, v: float, w: float, radius: float, height: float
+) -> float:
     """Distance along (u, v, w) from an outside point to the cylinder; -1 when it misses."""
     # slab 0 <= z <= height
     if abs(w) < 1e-15:
@@ -406,7 +437,14 @@ class Deposits(NamedTuple):
 
 @nb.njit(cache=True, nogil=True)
 def _push_dep(
-    buf: NDArray[np.float64], ibuf: NDArray[np.int64], n: int, e: float, x: float, y: float, z: float, prim: int
+    buf: NDArray[np.float64],
+    ibuf: NDArray[np.int64],
+    n: int,
+    e: float,
+    x: float,
+    y: float,
+    z: float,
+    prim: int,
 ) -> tuple[NDArray[np.float64], NDArray[np.int64], int]:
     if n >= buf.shape[0]:
         nb_ = np.empty((2 * buf.shape[0], 4))
@@ -425,10 +463,23 @@ def _push_dep(
 
 @nb.njit(cache=True, nogil=True)
 def _electron_track(
-    t_kev: float, x: float, y: float, z: float, u: float, v: float, w: float,
-    log_t: NDArray[np.float64], log_r: NDArray[np.float64], step_mm: float, tracks: bool,
-    radius: float, height: float,
-    buf: NDArray[np.float64], ibuf: NDArray[np.int64], n: int, prim: int,
+    t_kev: float,
+    x: float,
+    y: float,
+    z: float,
+    u: float,
+    v: float,
+    w: float,
+    log_t: NDArray[np.float64],
+    log_r: NDArray[np.float64],
+    step_mm: float,
+    tracks: bool,
+    radius: float,
+    height: float,
+    buf: NDArray[np.float64],
+    ibuf: NDArray[np.int64],
+    n: int,
+    prim: int,
 ) -> tuple[NDArray[np.float64], NDArray[np.int64], int, float, float, float, float]:
     """Deposit an electron's kinetic energy along its track; return the end point and the
     deposited energy (energy carried out of the crystal is lost)."""
@@ -478,13 +529,33 @@ def _electron_track(
 
 @nb.njit(cache=True, nogil=True)
 def _transport_kernel(
-    energy: NDArray[np.float64], pos: NDArray[np.float64], dirs: NDArray[np.float64],
-    photo: NDArray[np.float64], compton: NDArray[np.float64], pair: NDArray[np.float64],
-    rayleigh: NDArray[np.float64], log_e0: float, dlog: float,
-    log_t: NDArray[np.float64], log_r: NDArray[np.float64],
-    radius: float, height: float, step_mm: float, tracks: bool, fluorescence: bool,
-    use_rayleigh: bool, min_photon_kev: float, seed: int,
-) -> tuple[NDArray[np.float64], NDArray[np.int64], int, NDArray[np.float64], NDArray[np.bool_], NDArray[np.int32]]:
+    energy: NDArray[np.float64],
+    pos: NDArray[np.float64],
+    dirs: NDArray[np.float64],
+    photo: NDArray[np.float64],
+    compton: NDArray[np.float64],
+    pair: NDArray[np.float64],
+    rayleigh: NDArray[np.float64],
+    log_e0: float,
+    dlog: float,
+    log_t: NDArray[np.float64],
+    log_r: NDArray[np.float64],
+    radius: float,
+    height: float,
+    step_mm: float,
+    tracks: bool,
+    fluorescence: bool,
+    use_rayleigh: bool,
+    min_photon_kev: float,
+    seed: int,
+) -> tuple[
+    NDArray[np.float64],
+    NDArray[np.int64],
+    int,
+    NDArray[np.float64],
+    NDArray[np.bool_],
+    NDArray[np.int32],
+]:
     np.random.seed(seed)
     n_prim = energy.shape[0]
     buf = np.empty((max(16, 4 * n_prim), 4))
@@ -549,7 +620,11 @@ def _transport_kernel(
                 if r < mu_ph:
                     edep = e
                     if fluorescence and e > _GE_K_EDGE_KEV and np.random.random() < p_kalpha_escape:
-                        ex = _GE_KBETA_KEV if np.random.random() < _GE_KBETA_FRACTION else _GE_KALPHA_KEV
+                        ex = (
+                            _GE_KBETA_KEV
+                            if np.random.random() < _GE_KBETA_FRACTION
+                            else _GE_KALPHA_KEV
+                        )
                         edep = e - ex
                         if ns >= stack.shape[0]:
                             bigger = np.empty((2 * stack.shape[0], 8))
@@ -566,7 +641,23 @@ def _transport_kernel(
                         stack[ns, 7] = 0.0
                         ns += 1
                     buf, ibuf, n, _, _, _, dep = _electron_track(
-                        edep, x, y, z, u, v, w, log_t, log_r, step_mm, tracks, radius, height, buf, ibuf, n, ip
+                        edep,
+                        x,
+                        y,
+                        z,
+                        u,
+                        v,
+                        w,
+                        log_t,
+                        log_r,
+                        step_mm,
+                        tracks,
+                        radius,
+                        height,
+                        buf,
+                        ibuf,
+                        n,
+                        ip,
                     )
                     prim_edep[ip] += dep
                     break
@@ -586,7 +677,23 @@ def _transport_kernel(
                     else:
                         pu, pv, pw = u, v, w
                     buf, ibuf, n, _, _, _, dep = _electron_track(
-                        e - e2, x, y, z, pu, pv, pw, log_t, log_r, step_mm, tracks, radius, height, buf, ibuf, n, ip
+                        e - e2,
+                        x,
+                        y,
+                        z,
+                        pu,
+                        pv,
+                        pw,
+                        log_t,
+                        log_r,
+                        step_mm,
+                        tracks,
+                        radius,
+                        height,
+                        buf,
+                        ibuf,
+                        n,
+                        ip,
                     )
                     prim_edep[ip] += dep
                     e = e2
@@ -596,11 +703,43 @@ def _transport_kernel(
                     t_kin = e - 2.0 * ELECTRON_MASS_KEV
                     frac = np.random.random()
                     buf, ibuf, n, _, _, _, dep = _electron_track(
-                        frac * t_kin, x, y, z, u, v, w, log_t, log_r, step_mm, tracks, radius, height, buf, ibuf, n, ip
+                        frac * t_kin,
+                        x,
+                        y,
+                        z,
+                        u,
+                        v,
+                        w,
+                        log_t,
+                        log_r,
+                        step_mm,
+                        tracks,
+                        radius,
+                        height,
+                        buf,
+                        ibuf,
+                        n,
+                        ip,
                     )
                     prim_edep[ip] += dep
                     buf, ibuf, n, ax, ay, az, dep = _electron_track(
-                        (1.0 - frac) * t_kin, x, y, z, u, v, w, log_t, log_r, step_mm, tracks, radius, height, buf, ibuf, n, ip
+                        (1.0 - frac) * t_kin,
+                        x,
+                        y,
+                        z,
+                        u,
+                        v,
+                        w,
+                        log_t,
+                        log_r,
+                        step_mm,
+                        tracks,
+                        radius,
+                        height,
+                        buf,
+                        ibuf,
+                        n,
+                        ip,
                     )
                     prim_edep[ip] += dep
                     du, dv, dw = _isotropic()
@@ -702,7 +841,11 @@ def transport(
 
 @nb.njit(cache=True, nogil=True)
 def _cluster_kernel(
-    offsets: NDArray[np.int64], x: NDArray[np.float64], y: NDArray[np.float64], z: NDArray[np.float64], dist: float
+    offsets: NDArray[np.int64],
+    x: NDArray[np.float64],
+    y: NDArray[np.float64],
+    z: NDArray[np.float64],
+    dist: float,
 ) -> NDArray[np.int32]:
     n_ev = offsets.shape[0] - 1
     out = np.zeros(n_ev, dtype=np.int32)
@@ -737,4 +880,6 @@ def _cluster_kernel(
 
 def cluster_sites(deposits: Deposits, site_distance_mm: float = 1.0) -> NDArray[np.int32]:
     """Number of sites per event: deposits linked (single linkage) closer than the distance."""
-    return _cluster_kernel(deposits.offsets, deposits.x_mm, deposits.y_mm, deposits.z_mm, float(site_distance_mm))
+    return _cluster_kernel(
+        deposits.offsets, deposits.x_mm, deposits.y_mm, deposits.z_mm, float(site_distance_mm)
+    )
