@@ -149,6 +149,20 @@ def _slice(
     return np.asarray(counts[i0:i1]), np.asarray(edges[i0 : i1 + 1])
 
 
+def _rebin(
+    counts: NDArray[Any], edges: NDArray[Any], width_kev: float | None
+) -> tuple[NDArray[Any], NDArray[Any]]:
+    """Merge whole bins to about ``width_kev`` for display (the analysis keeps 1-channel bins)."""
+    counts, edges = np.asarray(counts), np.asarray(edges, dtype=float)
+    if width_kev is None or counts.size < 2:
+        return counts, edges
+    k = max(1, round(width_kev / float(edges[1] - edges[0])))
+    n = (counts.size // k) * k
+    if k == 1 or n == 0:
+        return counts, edges
+    return counts[:n].reshape(-1, k).sum(axis=1), edges[: n + 1 : k]
+
+
 def spectrum_with_labels(
     counts: NDArray[Any],
     edges: NDArray[Any],
@@ -156,10 +170,11 @@ def spectrum_with_labels(
     *,
     energy_range: tuple[float, float] = (300.0, 2700.0),
     simulated: bool = True,
+    display_width_kev: float | None = 1.0,
 ) -> Any:
     """Fig. 4: the 232Th spectrum with the label windows shaded (MSE red, SSE yellow/green)."""
     fig, ax = _new(simulated)
-    c, e = _slice(counts, edges, *energy_range)
+    c, e = _slice(*_rebin(counts, edges, display_width_kev), *energy_range)
     _step(ax, c, e, color="k", label="All events")
     colours = {
         "fep": "tab:red",
@@ -186,7 +201,7 @@ def spectrum_with_labels(
         )
     ax.set_yscale("log")
     ax.set_xlabel("Energy [keV]")
-    ax.set_ylabel(f"Counts / {e[1] - e[0]:g} keV")
+    ax.set_ylabel(f"Counts / {e[1] - e[0]:.2g} keV")
     ax.set_xlim(*energy_range)
     ax.legend(fontsize="x-small", loc="upper right")
     _label(ax, simulated)
@@ -201,11 +216,15 @@ def spectrum_comparison(
     simulated: bool = True,
     log_y: bool = True,
     marks: Mapping[str, float] | None = None,
+    display_width_kev: float | None = 1.0,
 ) -> Any:
-    """Figs. 7, 13, 14: spectra of several selections over ``energy_range``."""
+    """Figs. 7, 13, 14: spectra of several selections over ``energy_range``.
+
+    Bins are merged to about ``display_width_kev`` for legibility (``None``: as given).
+    """
     fig, ax = _new(simulated)
     for sel, counts in spectra.items():
-        c, e = _slice(counts, edges, *energy_range)
+        c, e = _slice(*_rebin(counts, edges, display_width_kev), *energy_range)
         _step(ax, c, e, color=COLOURS.get(sel), label=NAMES.get(sel, sel))
     for name, energy in (marks or {}).items():
         ax.axvline(energy, color="grey", ls=":", lw=1)
@@ -223,7 +242,8 @@ def spectrum_comparison(
         ax.set_yscale("log")
     ax.set_xlim(*energy_range)
     ax.set_xlabel("Energy [keV]")
-    ax.set_ylabel(f"Counts / {edges[1] - edges[0]:g} keV")
+    shown = _rebin(next(iter(spectra.values())), edges, display_width_kev)[1] if spectra else edges
+    ax.set_ylabel(f"Counts / {shown[1] - shown[0]:.2g} keV")
     ax.legend(fontsize="small", loc="upper right")
     _label(ax, simulated)
     return fig
@@ -516,6 +536,7 @@ def make_all(
                 (1500.0, 1650.0),
                 simulated=sim,
                 marks={"DEP": 1592.5, "Ac-228": 1588.2, "Bi-212": 1620.5},
+                display_width_kev=0.6,
             ),
             "fig07_dep_region_cuts",
         )
@@ -618,6 +639,7 @@ def make_all(
                 simulated=sim,
                 log_y=False,
                 marks={"Be-7 477.6": 477.6},
+                display_width_kev=0.6,
             ),
             "fig14_be7_closeup",
         )
