@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import logging
 import math
 import os
@@ -52,10 +51,10 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .. import __version__
-from .._util import atomic_write_text, stable_hash
+from .._util import stable_hash
 from ..config import from_mapping, to_mapping
 from ..errors import ModelMismatchError, SelectionError, nearest_names
-from .base import read_model_header
+from .base import read_model_header, write_model_json
 
 __all__ = (
     "AoEConfig",
@@ -603,11 +602,7 @@ class AoESelector:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the model as JSON (atomically); a non-``.json`` path gets ``.json`` appended."""
-        p = Path(path)
-        if p.suffix != ".json":
-            p = p.with_name(p.name + ".json")
-        atomic_write_text(p, json.dumps(self.to_dict(), indent=2, allow_nan=True))
-        return p
+        return write_model_json(path, self.to_dict(), allow_nan=True)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], config: AoEConfig | None = None) -> Self:

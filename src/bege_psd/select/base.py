@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 
 from ..errors import ModelMismatchError
 
-__all__ = ("KINDS", "Selector", "load_selector", "read_model_header")
+__all__ = ("KINDS", "Selector", "load_selector", "read_model_header", "write_model_json")
 
 #: ``kind`` written in every model file -> ``module:Class`` that loads it
 KINDS: dict[str, str] = {
@@ -62,6 +62,19 @@ class Selector(Protocol):
     def load(cls, path: str | os.PathLike[str]) -> Self:
         """Read a model written by :meth:`save`; raise ModelMismatchError if incompatible."""
         ...
+
+
+def write_model_json(
+    path: str | os.PathLike[str], payload: dict[str, Any], *, allow_nan: bool = False
+) -> Path:
+    """Write a JSON model (atomically); a path without ``.json`` gets ``.json`` appended."""
+    from .._util import atomic_write_text
+
+    p = Path(path)
+    if p.suffix != ".json":
+        p = p.with_name(p.name + ".json")
+    atomic_write_text(p, json.dumps(payload, indent=2, allow_nan=allow_nan))
+    return p
 
 
 def read_model_header(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -65,7 +65,6 @@ simulated cryoconite run.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -79,7 +78,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .. import __version__
-from .._util import atomic_write_text, stable_hash
+from .._util import stable_hash
 from ..config import to_mapping
 from ..errors import ModelMismatchError, SelectionError, UnderdeterminedComponentWarning
 from .aoe import (
@@ -89,7 +88,7 @@ from .aoe import (
     table_columns,
     threshold_for_kept_fraction,
 )
-from .base import read_model_header
+from .base import read_model_header, write_model_json
 
 __all__ = ("GMMConfig", "GMMSelector", "gaussian_mixture_posteriors")
 
@@ -658,11 +657,7 @@ class GMMSelector:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the model as JSON (atomically); a non-``.json`` path gets ``.json`` appended."""
-        p = Path(path)
-        if p.suffix != ".json":
-            p = p.with_name(p.name + ".json")
-        atomic_write_text(p, json.dumps(self.to_dict(), indent=2, allow_nan=False))
-        return p
+        return write_model_json(path, self.to_dict(), allow_nan=False)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], config: GMMConfig | None = None) -> Self:
