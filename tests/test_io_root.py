@@ -272,3 +272,24 @@ def test_float_energy_is_read_as_calibrated_and_bad_types_fail(tmp_path):
         match=r"branch Board of tree Data_R is 'float'; expected an integer of at most 16 bits",
     ):
         io.read(tmp_path / "g.root")
+
+
+def test_fast_inflate_leaves_writing_alone(tmp_path):
+    """Reading switches only uproot's decompressor; a file written afterwards is deflated by
+    the same library as before any read (so same data -> same bytes)."""
+    import zlib
+
+    import numpy as np
+    import uproot
+
+    from bege_psd.io.compass_root import _use_fast_inflate
+
+    before = uproot.compression.ZLIB.library
+    _use_fast_inflate()
+    assert uproot.compression.ZLIB.library == before == "zlib"
+    data = bytes(range(256)) * 40
+    assert uproot.compression.ZLIB(1).compress(data) == zlib.compress(data, level=1)
+    with uproot.recreate(tmp_path / "a.root") as f:
+        f.mktree("t", {"x": "int32"}).extend({"x": np.arange(1000, dtype=np.int32)})
+    with uproot.open(tmp_path / "a.root") as f:
+        assert f["t"]["x"].array(library="np").tolist() == list(range(1000))

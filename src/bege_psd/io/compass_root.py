@@ -170,18 +170,21 @@ TARRAYS_INTERPRETATION = AsTArrayS()
 
 
 def _use_fast_inflate() -> None:
-    """Let uproot inflate ZLIB baskets with ISA-L (``isal``, ~1.3-2x faster) when installed.
+    """Let uproot *inflate* ZLIB baskets with ISA-L (``isal``, ~1.3-2x faster) when installed.
 
-    Only switches from uproot's default ``"zlib"``; a user's own choice is kept. Same bytes out.
+    Only the decompressor instance uproot reads with is switched; the ``ZLIB`` class that
+    uproot *writes* with keeps its library, so switching never changes the bytes of a file
+    written later in the process (ISA-L deflates to other, equally valid, bytes). A user's own
+    choice of library is kept; without ``isal`` or with another uproot layout nothing changes.
     """
-    zlib_cls = uproot.compression.ZLIB
-    if zlib_cls.library != "zlib":
+    inflater = getattr(uproot.compression, "_decompress_ZLIB", None)
+    if inflater is None or getattr(inflater, "library", None) != "zlib":
         return
     try:
         import isal.isal_zlib  # noqa: F401
     except ImportError:
         return
-    zlib_cls.library = "isal"
+    inflater.library = "isal"  # an instance attribute: uproot.ZLIB (writing) is untouched
 
 
 def _n_threads() -> int:

@@ -119,8 +119,9 @@ def classify(
 # ---------------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def _pinned_root_writer() -> Iterator[None]:
-    """Pin uproot's clock, file UUID and zlib implementation (restored afterwards) so that the
-    output bytes are reproducible."""
+    """Pin uproot's clock and file UUID (restored afterwards) so that the output bytes are
+    reproducible. (The io reader's faster inflate only touches decompression, so the deflate
+    library needs no pinning.)"""
     import uproot.writing._cascade as c1
     import uproot.writing._cascadetree as c2
     import uproot.writing.writable as c3
@@ -130,15 +131,8 @@ def _pinned_root_writer() -> Iterator[None]:
         def now(cls, tz: datetime.tzinfo | None = None) -> _Clock:
             return cls(2025, 1, 1)
 
-    import uproot.compression
-
     shim = types.SimpleNamespace(datetime=_Clock)
     modules = (c1, c2, c3)
-    # bege_psd.io switches uproot's ZLIB to ISA-L for faster *reading*; ISA-L deflates to other
-    # bytes than zlib, so writing pins the reference zlib
-    zlib_cls = uproot.compression.ZLIB
-    saved_library = zlib_cls.library
-    zlib_cls.library = "zlib"
     saved = [m.datetime for m in modules]
     saved_uuid = c3.create.defaults["uuid_function"]
     for m in modules:
@@ -150,12 +144,11 @@ def _pinned_root_writer() -> Iterator[None]:
         for m, s in zip(modules, saved, strict=True):
             m.datetime = s
         c3.create.defaults["uuid_function"] = saved_uuid
-        zlib_cls.library = saved_library
 
 
 @contextlib.contextmanager
 def _reproducible_root_files() -> Iterator[None]:
-    """Pin the ROOT writer's clock, UUID and zlib for the duration of a run's writing."""
+    """Pin the ROOT writer's clock and UUID for the duration of a run's writing."""
     with _pinned_root_writer():
         yield
 
