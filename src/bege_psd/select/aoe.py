@@ -52,9 +52,17 @@ from numpy.typing import ArrayLike, NDArray
 
 from .. import __version__
 from .._util import stable_hash
-from ..config import from_mapping, to_mapping
-from ..errors import ModelMismatchError, SelectionError, nearest_names
-from .base import read_model_header, write_model_json
+from ..config import to_mapping
+from ..errors import ModelMismatchError, SelectionError
+from .base import (  # generic event-table and model-file helpers, re-exported here
+    _check_header,
+    _config_from_meta,
+    _quality_ok,
+    read_model_header,
+    table_columns,
+    threshold_for_kept_fraction,
+    write_model_json,
+)
 
 __all__ = (
     "AoEConfig",
@@ -118,84 +126,6 @@ class AoEConfig:
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _field_names(table: Any) -> list[str]:
-    fields = getattr(table, "fields", None)
-    if fields is not None:
-        return list(fields)
-    if isinstance(table, dict):
-        return list(table)
-    dtype = getattr(table, "dtype", None)
-    if dtype is not None and dtype.names:
-        return list(dtype.names)
-    msg = f"cannot read fields from an object of type {type(table).__name__}; expected an ak.Array of records"
-    raise SelectionError(msg)
-
-
-def table_columns(
-    table: Any, names: Sequence[str], *, where: str = "selector", dtype: Any = np.float64
-) -> dict[str, NDArray[Any]]:
-    """Flat numpy columns ``names`` of an event table (ak.Array of records, dict, structured array).
-
-    Raises :class:`SelectionError` naming the missing field and the nearest existing ones.
-    """
-    available = _field_names(table)
-    out: dict[str, NDArray[Any]] = {}
-    for name in names:
-        if name not in available:
-            msg = (
-                f"{where}: the event table has no field {name!r}; fields present (nearest "
-                f"first): {', '.join(nearest_names(name, available, n=8)) or '(none)'}"
-            )
-            raise SelectionError(msg)
-        col = table[name]
-        if not isinstance(col, np.ndarray):
-            import awkward as ak
-
-            try:
-                col = ak.to_numpy(col)
-            except ValueError as exc:
-                msg = f"{where}: field {name!r} is not a flat per-event number ({exc})"
-                raise SelectionError(msg) from exc
-        out[name] = np.asarray(col, dtype=dtype)
-    return out
-
-
-def _quality_ok(table: Any, mask_bits: int, n: int) -> NDArray[np.bool_]:
-    if "quality" not in _field_names(table) or mask_bits == 0:
-        return np.ones(n, dtype=bool)
-    q = table_columns(table, ["quality"], dtype=np.uint64)["quality"]
-    return np.asarray((q & np.uint64(mask_bits)) == 0)
-
-
-def threshold_for_kept_fraction(
-    score: ArrayLike,
-    fraction: float,
-    *,
-    energy_kev: ArrayLike | None = None,
-    energy_range_kev: tuple[float, float] | None = None,
-) -> float:
-    """The threshold ``t`` such that a fraction ``fraction`` of the events has ``score >= t``.
-
-    Only events with a finite score (and, if given, energy inside ``energy_range_kev``) count;
-    NaN-scored events are never kept and count in the denominator. Ties at ``t`` (e.g. GMM
-    posteriors saturated at 1.0) make the achieved fraction larger than asked; check it.
-    """
-    s = np.asarray(score, dtype=np.float64)
-    if energy_kev is not None and energy_range_kev is not None:
-        e = np.asarray(energy_kev, dtype=np.float64)
-        s = s[(e >= energy_range_kev[0]) & (e <= energy_range_kev[1])]
-    if not 0.0 < fraction <= 1.0:
-        msg = f"kept fraction {fraction} must be in (0, 1]"
-        raise SelectionError(msg)
-    n_total = s.size
-    finite = np.sort(s[np.isfinite(s)])[::-1]
-    if finite.size == 0:
-        msg = "no event with a finite score in the range: cannot set a kept-fraction threshold"
-        raise SelectionError(msg)
-    k = max(1, min(finite.size, round(fraction * n_total)))
-    return float(finite[k - 1])
 
 
 def net_peak_counts(
@@ -637,56 +567,3 @@ class AoESelector:
 
 
 # ----------------------------------------------------------------------------- shared model I/O
-
-
-def _check_header(
-    meta: dict[str, Any], kind: str, path: Any, format_version: int
-) -> dict[str, Any]:
-    """Check kind, format and package version of a model file; return its stored config."""
-    if meta.get("kind") != kind:
-        msg = f"{path}: model kind is {meta.get('kind')!r}, expected {kind!r}"
-        raise ModelMismatchError(msg)
-    if meta.get("format_version") != format_version:
-        msg = (
-            f"{path}: model format version {meta.get('format_version')!r}, this bege-psd reads "
-            f"version {format_version}; retrain the model with this version"
-        )
-        raise ModelMismatchError(msg)
-    if meta.get("bege_psd_version") != __version__:
-        msg = (
-            f"{path}: written by bege-psd {meta.get('bege_psd_version')!r}, this is {__version__}; "
-            "models are not portable across versions: retrain it"
-        )
-        raise ModelMismatchError(msg)
-    cfg = meta.get("config")
-    if not isinstance(cfg, dict):
-        msg = f"{path}: model has no 'config' table"
-        raise ModelMismatchError(msg)
-    if stable_hash(cfg) != meta.get("config_hash"):
-        msg = (
-            f"{path}: the stored configuration does not match its hash {meta.get('config_hash')!r}; "
-            "the file was modified after it was written"
-        )
-        raise ModelMismatchError(msg)
-    return cfg
-
-
-def _config_from_meta(cls: type[Any], stored: dict[str, Any], path: Any, config: Any) -> Any:
-    from ..errors import ConfigError
-
-    try:
-        file_cfg = from_mapping(cls, stored, where=cls.__name__)
-    except ConfigError as exc:
-        msg = f"{path}: the stored configuration is not valid for this version: {exc}"
-        raise ModelMismatchError(msg) from exc
-    if config is not None:
-        want = to_mapping(config)
-        if stable_hash(want) != stable_hash(to_mapping(file_cfg)):
-            diff = sorted(k for k in want if want[k] != to_mapping(file_cfg).get(k))
-            msg = (
-                f"{path}: model was trained with another configuration (hash "
-                f"{stable_hash(to_mapping(file_cfg))} vs {stable_hash(want)}); differing keys: "
-                f"{', '.join(diff)}"
-            )
-            raise ModelMismatchError(msg)
-    return file_cfg

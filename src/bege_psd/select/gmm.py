@@ -81,14 +81,15 @@ from .. import __version__
 from .._util import stable_hash
 from ..config import to_mapping
 from ..errors import ModelMismatchError, SelectionError, UnderdeterminedComponentWarning
-from .aoe import (
+from .base import (
     _check_header,
     _config_from_meta,
     _quality_ok,
+    read_model_header,
     table_columns,
     threshold_for_kept_fraction,
+    write_model_json,
 )
-from .base import read_model_header, write_model_json
 
 __all__ = ("GMMConfig", "GMMSelector", "gaussian_mixture_posteriors")
 
