@@ -53,6 +53,7 @@ __all__ = (
     "peak_survival",
     "peak_to_compton_area",
     "peak_to_compton_paper",
+    "ratio_error",
     "roc_auc",
     "roc_curve",
     "signal_to_background",
@@ -110,8 +111,8 @@ class MetricsConfig:
                 raise ValueError(msg)
 
 
-def _ratio_error(a: float, ea: float, b: float, eb: float) -> float:
-    """Error of ``a / b`` for independent ``a``, ``b``."""
+def ratio_error(a: float, ea: float, b: float, eb: float) -> float:
+    """Error of ``a / b`` for independent ``a``, ``b`` (first-order propagation)."""
     if a == 0:
         return abs(ea / b)
     return abs(a / b) * math.hypot(ea / a, eb / b)
@@ -135,7 +136,7 @@ def peak_to_compton_paper(
         msg = f"Compton window {compton_window} holds no counts"
         raise MetricsError(msg)
     r = peak / compton.value
-    return Quantity(r, _ratio_error(peak, peak_err, compton.value, compton.error))
+    return Quantity(r, ratio_error(peak, peak_err, compton.value, compton.error))
 
 
 def _max_bin(h: Any, window: tuple[float, float]) -> Quantity:
@@ -172,7 +173,7 @@ def peak_to_compton_area(
     """
     a, ea = _area_of(area)
     d = _compton_density(h, compton_window)
-    return Quantity(a / d.value, _ratio_error(a, ea, d.value, d.error))
+    return Quantity(a / d.value, ratio_error(a, ea, d.value, d.error))
 
 
 def _area_of(x: FitResult | Quantity | tuple[float, float], peak: int = 0) -> tuple[float, float]:
@@ -252,7 +253,7 @@ def compare_peak_to_compton(
         msg = "no Compton counts survive the cut; the improvement factor is undefined"
         raise MetricsError(msg)
     factor = Quantity(
-        f_p.value / f_c.value, _ratio_error(f_p.value, f_p.error, f_c.value, f_c.error)
+        f_p.value / f_c.value, ratio_error(f_p.value, f_p.error, f_c.value, f_c.error)
     )
     return Improvement(method, r_all, r_kept, factor, peak_f, f_c)
 
@@ -365,7 +366,7 @@ def signal_to_background(
         msg = f"background estimate in {roi} is {b:.3g} <= 0; S/B is undefined"
         raise MetricsError(msg)
     # S/B = G/B - 1 with G and B independent
-    ratio_err = _ratio_error(gross.value, gross.error, b, eb)
+    ratio_err = ratio_error(gross.value, gross.error, b, eb)
     return SignalToBackground(Quantity(s_val, es), Quantity(b, eb), Quantity(s_val / b, ratio_err))
 
 

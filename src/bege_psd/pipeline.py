@@ -1295,11 +1295,12 @@ def _net_counts(h: Any, e0: float, half_kev: float) -> dict[str, float]:
 
 def _ratio_err(a: float, da: float, b: float, db: float) -> tuple[float, float]:
     """``a / b`` of two independent quantities with its error (the working-point scan's FEP /
-    Compton counts, disjoint windows; :mod:`bege_psd.metrics` has no public ratio function)."""
+    Compton counts, disjoint windows); an empty numerator or denominator has no error."""
+    from .metrics import ratio_error
+
     if b <= 0 or a == 0:
         return (float("nan") if b <= 0 else 0.0), float("nan")
-    r = a / b
-    return r, abs(r) * float(np.sqrt((da / a) ** 2 + (db / b) ** 2))
+    return a / b, ratio_error(a, da, b, db)
 
 
 def _survival(net_cut: dict[str, float], net_all: dict[str, float]) -> dict[str, float]:
