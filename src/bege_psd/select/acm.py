@@ -355,6 +355,35 @@ def _build_classifier(keras: Any, config: ACMConfig) -> Any:
     return keras.Model(inp, out, name="classifier")
 
 
+def _fit_early_stopping(
+    keras: Any,
+    model: Any,
+    train: tuple[Any, Any],
+    val: tuple[Any, Any],
+    *,
+    epochs: int,
+    batch_size: int,
+    patience: int,
+    what: str,
+) -> tuple[Any, float]:
+    """``model.fit`` with early stopping on the validation loss (best weights restored);
+    returns the Keras history and the wall time in seconds."""
+    stop = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=patience, restore_best_weights=True
+    )
+    t0 = time.perf_counter()
+    history = model.fit(
+        *train,
+        validation_data=val,
+        epochs=epochs,
+        batch_size=batch_size,
+        shuffle=True,
+        verbose=0,
+        callbacks=[stop, _logging_callback(keras, what)],
+    )
+    return history, time.perf_counter() - t0
+
+
 def _history(h: Any) -> dict[str, list[float]]:
     return {k: [float(v) for v in vals] for k, vals in h.history.items()}
 
@@ -494,21 +523,11 @@ class ACMSelector:
         kernel, _ = out_layer.get_weights()
         out_layer.set_weights([kernel, x[tr].mean(axis=0).astype(np.float32)])
         ae.compile(optimizer=keras.optimizers.Adam(cfg.ae_learning_rate), loss="mse")
-        stop = keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=cfg.ae_patience, restore_best_weights=True
-        )
-        t0 = time.perf_counter()
-        h = ae.fit(
-            x[tr],
-            x[tr],
-            validation_data=(x[va], x[va]),
-            epochs=cfg.ae_epochs,
-            batch_size=cfg.ae_batch_size,
-            shuffle=True,
-            verbose=0,
-            callbacks=[stop, _logging_callback(keras, "autoencoder")],
-        )
-        seconds = time.perf_counter() - t0
+        h, seconds = _fit_early_stopping(
+            keras, ae, (x[tr], x[tr]), (x[va], x[va]),
+            epochs=cfg.ae_epochs, batch_size=cfg.ae_batch_size, patience=cfg.ae_patience,
+            what="autoencoder",
+        )  # fmt: skip
         self._encoder, self._decoder, self._autoencoder = enc, dec, ae
         hist = _history(h)
         log.info(
@@ -552,21 +571,11 @@ class ACMSelector:
             loss="binary_crossentropy",
             metrics=["accuracy"],
         )
-        stop = keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=cfg.clf_patience, restore_best_weights=True
-        )
-        t0 = time.perf_counter()
-        h = clf.fit(
-            zs[tr_sel],
-            y[tr_sel],
-            validation_data=(zs[va_sel], y[va_sel]),
-            epochs=cfg.clf_epochs,
-            batch_size=cfg.clf_batch_size,
-            shuffle=True,
-            verbose=0,
-            callbacks=[stop, _logging_callback(keras, "classifier")],
-        )
-        clf_s = time.perf_counter() - t0
+        h, clf_s = _fit_early_stopping(
+            keras, clf, (zs[tr_sel], y[tr_sel]), (zs[va_sel], y[va_sel]),
+            epochs=cfg.clf_epochs, batch_size=cfg.clf_batch_size, patience=cfg.clf_patience,
+            what="classifier",
+        )  # fmt: skip
         self._classifier = clf
         self._assemble(keras)
         s_val = self._predict(x[idx[va_sel]])[1]
