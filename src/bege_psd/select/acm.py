@@ -252,34 +252,22 @@ def waveforms_to_input(
 
 
 def _acm_input_impl(wf2: NDArray[Any], config: ACMConfig, polarity: str) -> NDArray[np.float32]:
-    """Use ``bege_psd.dsp.acm_input`` when the dsp module provides it, else the numpy twin."""
-    try:
-        from .. import dsp
+    """``bege_psd.dsp.acm_input`` for a known polarity; the numpy twin decides it per event
+    when ``polarity`` is ``"auto"`` (the dsp kernel takes one polarity per call)."""
+    if polarity == "auto":
+        return _normalise_numpy(
+            wf2,
+            polarity=polarity,
+            baseline_samples=config.baseline_samples,
+            downsample=config.downsample,
+        )
+    from ..dsp import acm_input
+    from ..dsp.config import DSPConfig
 
-        acm_input = dsp.acm_input
-    except (ImportError, AttributeError):
-        acm_input = None
-    if acm_input is not None and polarity != "auto":
-        try:
-            from ..dsp.config import DSPConfig
-
-            dcfg = dataclasses.replace(
-                DSPConfig(),
-                baseline_samples=config.baseline_samples,
-                acm_downsample=config.downsample,
-            )
-            out = np.asarray(acm_input(wf2, dcfg, polarity=polarity), dtype=np.float32)
-            if out.shape == (wf2.shape[0], wf2.shape[1] // config.downsample):
-                return out
-            log.warning("dsp.acm_input returned shape %s; using the ACM's numpy twin", out.shape)
-        except (TypeError, ValueError) as exc:  # a contract mismatch: fall back, but say so
-            log.warning("dsp.acm_input failed (%s); using the ACM's numpy twin", exc)
-    return _normalise_numpy(
-        wf2,
-        polarity=polarity,
-        baseline_samples=config.baseline_samples,
-        downsample=config.downsample,
+    dcfg = dataclasses.replace(
+        DSPConfig(), baseline_samples=config.baseline_samples, acm_downsample=config.downsample
     )
+    return np.asarray(acm_input(wf2, dcfg, polarity=polarity), dtype=np.float32)
 
 
 # --------------------------------------------------------------------------------------------
