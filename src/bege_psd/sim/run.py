@@ -146,13 +146,6 @@ def _pinned_root_writer() -> Iterator[None]:
         c3.create.defaults["uuid_function"] = saved_uuid
 
 
-@contextlib.contextmanager
-def _reproducible_root_files() -> Iterator[None]:
-    """Pin the ROOT writer's clock and UUID for the duration of a run's writing."""
-    with _pinned_root_writer():
-        yield
-
-
 def truth_path(run_folder: str | os.PathLike[str], data_file: str | os.PathLike[str]) -> Path:
     """``<run folder>/<data file stem>_truth.root``."""
     return Path(run_folder) / f"{Path(data_file).stem}_truth.root"
@@ -425,7 +418,7 @@ def simulate(
         ),
     )
     folder = Path(out_dir)
-    with _reproducible_root_files():
+    with _pinned_root_writer():
         write_run(folder, events, meta, fmt=fmt)
     truth = {k: [] for k in _TRUTH_TYPES}  # type: dict[str, list[Any]]
     for c in truth_chunks:
